@@ -1,0 +1,1 @@
+"""The outside world: chat models and environments, behind small protocols."""

@@ -1,0 +1,59 @@
+"""Names to adapters: the built-ins plus anything registered through Python entry points."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+from adapters.protocol import AdapterError, ChatModel, Environment
+
+MODEL_GROUP = "skillopt.models"
+ENV_GROUP = "skillopt.environments"
+
+
+def _builtin_models() -> dict[str, Callable[..., ChatModel]]:
+    from adapters.offline import OfflineModel
+
+    return {"offline": OfflineModel}
+
+
+def _builtin_envs() -> dict[str, Callable[..., Environment]]:
+    from adapters.sim import SimEnvironment
+
+    return {"sim": SimEnvironment}
+
+
+def _plugins(group: str) -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def model_names() -> list[str]:
+    return sorted({*_builtin_models(), *_plugins(MODEL_GROUP)})
+
+
+def env_names() -> list[str]:
+    return sorted({*_builtin_envs(), *_plugins(ENV_GROUP)})
+
+
+def make_model(role: str, backend: str, model: str, options: Mapping[str, Any]) -> ChatModel:
+    factory = _builtin_models().get(backend)
+    if factory is None and backend in _plugins(MODEL_GROUP):
+        factory = _plugins(MODEL_GROUP)[backend].load()
+    if factory is None:
+        raise AdapterError(
+            f"models.{role}.backend: unknown model backend {backend!r} "
+            f"(known: {', '.join(model_names())})"
+        )
+    return factory(role, model, options)
+
+
+def make_environment(name: str, options: Mapping[str, Any]) -> Environment:
+    factory = _builtin_envs().get(name)
+    if factory is None and name in _plugins(ENV_GROUP):
+        factory = _plugins(ENV_GROUP)[name].load()
+    if factory is None:
+        raise AdapterError(
+            f"env.name: unknown environment {name!r} (known: {', '.join(env_names())})"
+        )
+    return factory(options)

@@ -1,0 +1,1 @@
+"""The imperative shell: stage handlers, the runner loop and the CLI."""

@@ -1,0 +1,449 @@
+"""The `skillopt` command line. Exit codes: 0 ok, 1 a check or the run failed, 2 bad input."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import yaml
+from rich.console import Console
+
+from commands.errors import CheckFailed, InputError, RunFailed
+from ledger.store import LedgerError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    help=(
+        "Train skill documents for frozen LLMs. Every stage of a run is an event in a ledger "
+        "(SQLite by default): runs resume exactly after a crash, and reports replay from the "
+        "ledger alone.\n\nStart with: skillopt init examples/sim.yaml --name demo; "
+        "then skillopt run; then skillopt report --md."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Ledger maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True, highlight=False)
+
+DbOpt = Annotated[
+    str,
+    typer.Option(
+        "--db",
+        envvar="SKILLOPT_DB",
+        help="Ledger: a SQLite file path or an SQLAlchemy URL (env SKILLOPT_DB).",
+    ),
+]
+RunOpt = Annotated[
+    str | None, typer.Option("--run", help="Run name or id (default: the most recent run).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+DEFAULT_DB = "skillopt.db"
+
+
+def cli_errors(fn: F) -> F:
+    """Map our exceptions to one-line messages and exit codes."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (InputError, LedgerError) as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(2) from None
+        except (CheckFailed, RunFailed) as exc:
+            err.print(f"failed: {exc}", markup=False)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def load_config_file(path: Path, overrides: list[str]) -> tuple[Any, dict[str, Any]]:
+    from machine.config import ConfigError, apply_override, validate_config
+
+    if not path.is_file():
+        raise InputError(f"config file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text("utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    try:
+        for assignment in overrides:
+            data = apply_override(data, assignment)
+        config = validate_config(data)
+    except ConfigError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    return config, config.model_dump(mode="json")
+
+
+@app.command()
+@cli_errors
+def init(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="YAML config file.")],
+    db: DbOpt = DEFAULT_DB,
+    name: Annotated[
+        str | None, typer.Option(help="Run name (default: the config file's stem).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a key: --set train.num_epochs=3 (repeatable)."),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Create a run from a config file and record run.created. Nothing is executed yet."""
+    from commands.clock import utc_now
+    from commands.context import build_adapters, split_items
+    from ledger.store import Ledger
+    from machine.canonical import canonical_json, sha256_text
+    from machine.events import RunCreated
+
+    config, data = load_config_file(config_path, set_ or [])
+    skill_path = (config_path.parent / config.env.skill_init).resolve()
+    if not skill_path.is_file():
+        raise InputError(f"env.skill_init: initial skill file {skill_path} not found")
+    skill = skill_path.read_text("utf-8")
+    env, _, _ = build_adapters(config)
+    split_items(env, config)
+    run_name = name or config_path.stem
+    run_id = "r" + sha256_text(canonical_json([run_name, data]))[:12]
+    ledger = Ledger.open(db, create=True)
+    skill_hash = ledger.put_blob(skill)
+    created = RunCreated(
+        run_name=run_name,
+        config=data,
+        config_path=str(config_path),
+        initial_skill_hash=skill_hash,
+        skillopt_version=_version(),
+    )
+    stored = ledger.create_run(run_id, run_name, data, utc_now(), created)
+    if json_:
+        emit_json({"run": run_name, "id": run_id, "db": db, "event": stored.as_json()})
+    else:
+        print(
+            f"created run {run_name!r} (id {run_id}) in {db}; next: skillopt run --db {db} --run {run_name}"
+        )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("skillopt")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _open(db: str, run: str | None) -> tuple[Any, Any]:
+    from ledger.store import Ledger
+
+    ledger = Ledger.open(db)
+    return ledger, ledger.find_run(run)
+
+
+def _event_line(e: Any) -> str:
+    p = e.payload
+    bits = [
+        f"{k}={p[k]}"
+        for k in (
+            "step",
+            "phase",
+            "item_id",
+            "minibatch_id",
+            "action",
+            "reason",
+            "hard",
+            "gate_score",
+            "role",
+        )
+        if k in p
+    ]
+    return f"{e.seq:>6}  {e.type:<20} {' '.join(bits)}"
+
+
+@app.command()
+@cli_errors
+def step(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt = False) -> None:
+    """Execute exactly one stage of the run, then stop; print the events it appended."""
+    from commands.context import Progress
+    from commands.runner import load_state, make_context, run_stage
+
+    ledger, row = _open(db, run)
+    state = load_state(ledger, row.id)
+    if state.completed is not None:
+        emit_json([]) if json_ else print(f"run {row.name!r} is complete; nothing to do")
+        return
+    result = run_stage(ledger, row.id, state, make_context(ledger, state, Progress()))
+    assert result is not None
+    if json_:
+        emit_json([e.as_json() for e in result.appended])
+        return
+    print(f"stage {result.command.stage}: appended {len(result.appended)} event(s)")
+    for e in result.appended:
+        print(_event_line(e))
+
+
+@app.command(name="run")
+@cli_errors
+def run_cmd(
+    db: DbOpt = DEFAULT_DB,
+    run: RunOpt = None,
+    max_stages: Annotated[int | None, typer.Option(help="Stop after this many stages.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Run stages until the run is done (or --max-stages). Resumes exactly where the ledger ends."""
+    from commands.context import Progress
+    from commands.progress import RichProgress
+    from commands.runner import load_state, make_context, run_stage
+    from machine.views import status_view
+
+    ledger, row = _open(db, run)
+    state = load_state(ledger, row.id)
+    tty = sys.stdout.isatty() and not json_
+    console = Console(highlight=False)
+    ctx = make_context(ledger, state, RichProgress(console) if tty else Progress())
+    stages = 0
+    while max_stages is None or stages < max_stages:
+        result = run_stage(ledger, row.id, state, ctx)
+        if result is None:
+            break
+        state, stages = result.state, stages + 1
+        if tty:
+            console.print(
+                f"[dim]{result.command.stage:<16}[/] +{len(result.appended)} events "
+                f"(seq {state.seq})"
+            )
+    view = status_view(state)
+    if json_:
+        emit_json(view)
+    elif tty:
+        _print_status(view)
+
+
+def _print_status(view: dict[str, Any]) -> None:
+    def f(x: float | None) -> str:
+        return "–" if x is None else f"{x:.4f}"
+
+    print(
+        f"run {view['run']}: phase {view['phase']}, epoch {view['epoch']}, "
+        f"step {view['step']}/{view['total_steps']}, {view['events']} events"
+    )
+    print(
+        f"  current {f(view['current_score'])} ({view['current_skill_hash'][:12]})  "
+        f"best {f(view['best_score'])} at step {view['best_step']} ({view['best_skill_hash'][:12]})"
+    )
+    if view.get("last_failure"):
+        lf = view["last_failure"]
+        print(f"  last failure: stage {lf['stage']}: {lf['error_type']}: {lf['message']}")
+
+
+@app.command()
+@cli_errors
+def status(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt = False) -> None:
+    """Where the run stands: phase, epoch, step, scores, skill hashes."""
+    from commands.runner import load_state
+    from machine.views import status_view
+
+    ledger, row = _open(db, run)
+    view = status_view(load_state(ledger, row.id))
+    emit_json(view) if json_ else _print_status(view)
+
+
+@app.command()
+@cli_errors
+def events(
+    db: DbOpt = DEFAULT_DB,
+    run: RunOpt = None,
+    type_: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List the run's events (seq, type, key facts)."""
+    ledger, row = _open(db, run)
+    rows = [e for e in ledger.read(row.id) if type_ is None or e.type == type_]
+    if json_:
+        emit_json([e.as_json() for e in rows])
+        return
+    for e in rows:
+        print(_event_line(e))
+
+
+@app.command()
+@cli_errors
+def replay(
+    db: DbOpt = DEFAULT_DB,
+    run: RunOpt = None,
+    until: Annotated[int | None, typer.Option(help="Fold events up to this seq only.")] = None,
+    verify: Annotated[
+        bool, typer.Option(help="Recompute every decision from recorded inputs.")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Rebuild the state by folding the ledger's events; --verify re-derives every decision."""
+    from ledger.store import check_chain
+    from machine.reducer import reduce
+    from machine.verify import verify_events
+    from machine.views import status_view
+
+    ledger, row = _open(db, run)
+    stored = ledger.read(row.id, until)
+    view = status_view(reduce(e.event() for e in stored))
+    problem: tuple[int, str] | None = None
+    if verify:
+        problem = check_chain(stored)
+        checks: dict[str, int] = {"hash_chain": len(stored)}
+        if problem is None:
+            hashes = {h for e in stored for h in _blob_refs(e.payload)}
+            outcome = verify_events([(e.seq, e.event()) for e in stored], ledger.get_blobs(hashes))
+            checks |= outcome.checks
+            problem = outcome.problem
+        view |= {"verified": problem is None, "checks": checks}
+    if json_:
+        emit_json(
+            view | ({"problem": {"seq": problem[0], "message": problem[1]}} if problem else {})
+        )
+    else:
+        _print_status(view)
+        if verify:
+            print("  checks: " + ", ".join(f"{k} {v}" for k, v in sorted(view["checks"].items())))
+    if problem is not None:
+        raise CheckFailed(f"run {row.name}: seq {problem[0]}: {problem[1]}")
+
+
+def _blob_refs(value: Any) -> list[str]:
+    """Every hash an event payload refers to (keys ending in _hash)."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key.endswith("_hash") and isinstance(inner, str) and len(inner) == 64:
+                found.append(inner)
+            else:
+                found += _blob_refs(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            found += _blob_refs(inner)
+    return found
+
+
+@app.command()
+@cli_errors
+def report(
+    db: DbOpt = DEFAULT_DB,
+    run: RunOpt = None,
+    md: Annotated[bool, typer.Option("--md", help="Markdown report (default).")] = False,
+    json_: JsonOpt = False,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write to this file.")
+    ] = None,
+) -> None:
+    """The run's report, rendered from the ledger alone (same ledger, same bytes)."""
+    from commands.runner import load_state
+    from machine.views import render_markdown, report_data
+
+    if md and json_:
+        raise InputError("choose one of --md and --json")
+    ledger, row = _open(db, run)
+    state = load_state(ledger, row.id)
+    data = report_data(state)
+    if json_:
+        text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    else:
+        text = render_markdown(data, ledger.get_blobs([state.best_hash]))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, "utf-8")
+        err.print(f"wrote {output}", markup=False)
+
+
+@app.command()
+@cli_errors
+def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
+    """Check the schema version and every run's hash chain; exit 1 naming the first bad event."""
+    from ledger.store import Ledger, check_chain, head_revision
+
+    ledger = Ledger.open(db)
+    revision = ledger.schema_revision()
+    results = []
+    first_bad: str | None = None
+    for row in ledger.runs():
+        stored = ledger.read(row.id)
+        problem = check_chain(stored)
+        results.append(
+            {
+                "run": row.name,
+                "events": len(stored),
+                "ok": problem is None,
+                "seq": problem[0] if problem else None,
+                "problem": problem[1] if problem else None,
+            }
+        )
+        if problem and first_bad is None:
+            first_bad = f"run {row.name}: seq {problem[0]}: {problem[1]}"
+    if revision != head_revision() and first_bad is None:
+        first_bad = f"schema revision {revision} is not {head_revision()}"
+    if json_:
+        emit_json({"schema": revision, "ok": first_bad is None, "runs": results})
+    else:
+        for r in results:
+            print(
+                f"{r['run']}: {r['events']} events, "
+                + ("ok" if r["ok"] else f"BAD at seq {r['seq']}")
+            )
+    if first_bad:
+        raise CheckFailed(first_bad)
+
+
+@app.command()
+@cli_errors
+def runs(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
+    """List the runs of a ledger, oldest first."""
+    from commands.runner import load_state
+    from ledger.store import Ledger
+    from machine.views import phase_of
+
+    ledger = Ledger.open(db)
+    rows = []
+    for row in ledger.runs():
+        state = load_state(ledger, row.id)
+        rows.append(
+            {
+                "run": row.name,
+                "id": row.id,
+                "created_at": row.created_at,
+                "events": state.seq,
+                "phase": phase_of(state),
+                "best_score": state.best_score if state.baseline else None,
+            }
+        )
+    if json_:
+        emit_json(rows)
+        return
+    for r in rows:
+        print(f"{r['run']:<20} {r['id']}  {r['created_at']}  {r['events']:>6} events  {r['phase']}")
+
+
+@db_app.command("upgrade")
+@cli_errors
+def db_upgrade(db: DbOpt = DEFAULT_DB) -> None:
+    """Upgrade the ledger schema to this skillopt's version (opening a ledger also does it)."""
+    from ledger.store import Ledger
+
+    ledger = Ledger.open(db)
+    print(f"{db}: schema revision {ledger.schema_revision()}")
+
+
+def main() -> None:
+    app()

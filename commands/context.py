@@ -1,0 +1,123 @@
+"""What handlers get from the outside world: config, environment, models, blobs, templates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+
+from adapters.protocol import AdapterError, ChatModel, Environment, Item
+from adapters.registry import make_environment, make_model
+from commands.errors import InputError
+from ledger.store import Ledger
+from machine.canonical import canonical_json, sha256_text
+from machine.config import SkilloptConfig
+
+SPLITS = ("train", "selection", "test")
+
+
+def load_template(name: str) -> str:
+    return resources.files("skills").joinpath("optimizer", f"{name}.md").read_text("utf-8")
+
+
+class Progress:
+    """Progress callbacks; the CLI swaps in a rich bar when stdout is a terminal."""
+
+    def start(self, label: str, total: int) -> None:  # noqa: B027 - a no-op by design
+        pass
+
+    def advance(self, n: int = 1) -> None:  # noqa: B027
+        pass
+
+    def stop(self) -> None:  # noqa: B027
+        pass
+
+    @contextmanager
+    def task(self, label: str, total: int) -> Iterator[Progress]:
+        self.start(label, total)
+        try:
+            yield self
+        finally:
+            self.stop()
+
+
+def build_adapters(config: SkilloptConfig) -> tuple[Environment, ChatModel, ChatModel]:
+    try:
+        env = make_environment(config.env.name, config.env.options)
+        roles = config.models
+        target = make_model(
+            "target", roles.target.backend, roles.target.model, roles.target.options
+        )
+        optimizer = make_model(
+            "optimizer", roles.optimizer.backend, roles.optimizer.model, roles.optimizer.options
+        )
+    except AdapterError as exc:
+        raise InputError(str(exc)) from None
+    return env, target, optimizer
+
+
+def split_items(env: Environment, config: SkilloptConfig) -> dict[str, list[Item]]:
+    """Items per split as this run uses them (selection/test cut to the configured size)."""
+    out = {split: list(env.items(split)) for split in SPLITS}  # type: ignore[arg-type]
+    limits = {"selection": config.evaluation.sel_env_num, "test": config.evaluation.test_env_num}
+    for split, limit in limits.items():
+        if limit:
+            out[split] = out[split][:limit]
+    needed = ["train", "selection"] + (["test"] if config.evaluation.eval_test else [])
+    for split in needed:
+        if not out[split]:
+            raise InputError(f"environment {env.name!r}: the {split} split is empty")
+    for split in SPLITS:
+        seen: set[str] = set()
+        for item in out[split]:
+            if item.id in seen:
+                raise InputError(
+                    f"environment {env.name!r}: duplicate item id {item.id!r} in {split}"
+                )
+            seen.add(item.id)
+    return out
+
+
+def fingerprint(items: list[Item]) -> str:
+    return sha256_text(canonical_json([[i.id, i.task_type, i.prompt, dict(i.data)] for i in items]))
+
+
+@dataclass
+class StageContext:
+    config: SkilloptConfig
+    env: Environment
+    target: ChatModel
+    optimizer: ChatModel
+    ledger: Ledger
+    items: dict[str, dict[str, Item]]
+    progress: Progress = field(default_factory=Progress)
+    _texts: dict[str, str] = field(default_factory=dict)
+
+    def item(self, split: str, item_id: str) -> Item:
+        try:
+            return self.items[split][item_id]
+        except KeyError:
+            raise InputError(
+                f"item {item_id!r} of the {split} split is no longer in environment {self.env.name!r}"
+            ) from None
+
+    def text(self, hash_: str) -> str:
+        if hash_ not in self._texts:
+            self._texts[hash_] = self.ledger.get_blob(hash_)
+        return self._texts[hash_]
+
+    def texts(self, hashes: list[str]) -> dict[str, str]:
+        missing = [h for h in hashes if h not in self._texts]
+        if missing:
+            self._texts.update(self.ledger.get_blobs(missing))
+        return {h: self.text(h) for h in hashes}
+
+    def store(self, *texts: str) -> list[str]:
+        self.ledger.put_blobs(texts)
+        hashes = [sha256_text(t) for t in texts]
+        self._texts.update(zip(hashes, texts, strict=True))
+        return hashes
+
+
+Factory = Callable[[], StageContext]

@@ -1,0 +1,122 @@
+"""The runner: ask the transition table for the next stage, run its handler, append what it
+yields (optimistic concurrency on the last seq), fold it into the state, repeat."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from adapters.protocol import AdapterError
+from commands.clock import Clock, utc_now
+from commands.context import Progress, StageContext, build_adapters, fingerprint, split_items
+from commands.errors import InputError, RunFailed
+from commands.stages import HandlerGen, aggregate, plans, reflect, rollouts, update
+from ledger.store import ConflictError, Ledger, StoredEvent
+from machine import transitions as tr
+from machine.events import Event, StageFailed
+from machine.reducer import reduce
+from machine.state import TrainerState
+
+Handler = Callable[[tr.Command, TrainerState, StageContext], HandlerGen]
+
+HANDLERS: dict[type[tr.Command], Handler] = {
+    tr.LoadDataset: plans.load_dataset,
+    tr.EvaluateBaseline: rollouts.evaluate_baseline,
+    tr.PlanEpoch: plans.plan_epoch,
+    tr.RolloutTrain: rollouts.rollout_train,
+    tr.PlanReflection: reflect.plan_reflection,
+    tr.Reflect: reflect.reflect,
+    tr.SkipStep: update.skip_step,
+    tr.Merge: aggregate.merge,
+    tr.Select: update.select,
+    tr.Update: update.update,
+    tr.EvaluateCandidate: rollouts.evaluate_candidate,
+    tr.Gate: update.gate,
+    tr.CompleteEpoch: plans.complete_epoch,
+    tr.FinalSelection: rollouts.final_selection,
+    tr.FinalTest: rollouts.final_test,
+    tr.CompleteRun: plans.complete_run,
+}  # type: ignore[dict-item]
+
+
+def load_state(ledger: Ledger, run_id: str, until: int | None = None) -> TrainerState:
+    return reduce(e.event() for e in ledger.read(run_id, until))
+
+
+def make_context(ledger: Ledger, state: TrainerState, progress: Progress) -> StageContext:
+    config = state.cfg
+    env, target, optimizer = build_adapters(config)
+    items = split_items(env, config)
+    if state.dataset is not None:
+        for split, rows in items.items():
+            if fingerprint(rows) != state.dataset.fingerprints.get(split):
+                raise InputError(
+                    f"the {split} split of environment {env.name!r} changed since this run "
+                    "started; restore it, or start a new run"
+                )
+    by_id = {split: {i.id: i for i in rows} for split, rows in items.items()}
+    return StageContext(config, env, target, optimizer, ledger, by_id, progress)
+
+
+@dataclass
+class StageResult:
+    command: tr.Command
+    state: TrainerState
+    appended: list[StoredEvent] = field(default_factory=list)
+
+
+def _step_of(command: tr.Command) -> int:
+    return int(getattr(command, "step", 0))
+
+
+def run_stage(
+    ledger: Ledger, run_id: str, state: TrainerState, ctx: StageContext, clock: Clock = utc_now
+) -> StageResult | None:
+    """Execute exactly one stage. Returns None when the run is done."""
+    command = tr.next_command(state)
+    if command is None:
+        return None
+    result = StageResult(command, state)
+    gen = HANDLERS[type(command)](command, state, ctx)
+    try:
+        batch = next(gen)
+        while True:
+            events: list[Event] = batch if isinstance(batch, list) else [batch]
+            result.appended += ledger.append(run_id, result.state.seq, events, clock())
+            result.state = reduce(events, result.state)
+            batch = gen.send(result.state)
+    except StopIteration:
+        return result
+    except ConflictError as exc:
+        raise RunFailed(f"{exc}; nothing of this stage was lost, run again to continue") from None
+    except (InputError, AdapterError) as exc:
+        _record_failure(ledger, run_id, result, command, exc, clock)
+        raise InputError(str(exc)) from None
+    except Exception as exc:
+        seq = _record_failure(ledger, run_id, result, command, exc, clock)
+        raise RunFailed(
+            f"stage {command.stage} failed: {type(exc).__name__}: {exc} "
+            f"(recorded as stage.failed at seq {seq}; `skillopt run` retries it)"
+        ) from exc
+    finally:
+        gen.close()
+
+
+def _record_failure(
+    ledger: Ledger,
+    run_id: str,
+    result: StageResult,
+    command: tr.Command,
+    exc: Exception,
+    clock: Clock,
+) -> int:
+    failed = StageFailed(
+        stage=command.stage,
+        step=_step_of(command),
+        error_type=type(exc).__name__,
+        message=str(exc)[:2000],
+    )
+    stored = ledger.append(run_id, result.state.seq, [failed], clock())
+    result.state = reduce([failed], result.state)
+    result.appended += stored
+    return stored[0].seq

@@ -1,0 +1,120 @@
+"""Reflection: cut the step's rollouts into minibatches, one optimizer call per minibatch."""
+
+from __future__ import annotations
+
+import random
+
+from commands.context import StageContext, load_template
+from commands.stages import HandlerGen
+from commands.stages.calls import ask_optimizer
+from commands.stages.concurrency import ordered_map
+from machine import events as ev
+from machine import transitions as tr
+from machine.canonical import derive_seed
+from machine.prompts import reflection_user_message, trajectory_block
+from machine.replies import ReplyError, parse_reflection
+from machine.scoring import aggregate, is_failure
+from machine.state import ItemScore, TrainerState, train_key
+
+
+def step_items(state: TrainerState, step: int) -> dict[str, ItemScore]:
+    """The step's scored items by id, in batch order (a refilled duplicate counts once)."""
+    out: dict[str, ItemScore] = {}
+    for score in sorted(state.scored(train_key(step)).values(), key=lambda s: s.seq):
+        out.setdefault(score.item_id, score)
+    return out
+
+
+def plan_reflection(cmd: tr.PlanReflection, state: TrainerState, ctx: StageContext) -> HandlerGen:
+    p = state.progress
+    assert p is not None
+    cfg = state.cfg
+    scores = step_items(state, cmd.step)
+    failures = [i for i, s in scores.items() if is_failure(s.hard)]
+    successes = [i for i, s in scores.items() if not is_failure(s.hard)]
+    seed = derive_seed(cfg.train.seed, p.epoch, cmd.step, "reflect")
+    rng = random.Random(seed)
+    rng.shuffle(failures)
+    rng.shuffle(successes)
+    size = cfg.gradient.minibatch_size
+    minibatches = [
+        ev.Minibatch(id=f"f{k}", source_type="failure", item_ids=failures[i : i + size])
+        for k, i in enumerate(range(0, len(failures), size))
+    ]
+    if not cfg.gradient.failure_only:
+        minibatches += [
+            ev.Minibatch(id=f"s{k}", source_type="success", item_ids=successes[i : i + size])
+            for k, i in enumerate(range(0, len(successes), size))
+        ]
+    hard, soft, n = aggregate((s.hard, s.soft) for s in scores.values())
+    yield ev.ReflectionPlanned(
+        step=cmd.step,
+        epoch=p.epoch,
+        skill_hash=p.parent_hash,
+        rollout_n=n,
+        rollout_hard=hard,
+        rollout_soft=soft,
+        n_failures=len(failures),
+        n_successes=len(successes),
+        seed=seed,
+        minibatches=minibatches,
+    )
+
+
+def reflect(cmd: tr.Reflect, state: TrainerState, ctx: StageContext) -> HandlerGen:
+    p = state.progress
+    assert p is not None and p.reflection is not None
+    skill = ctx.text(p.parent_hash)
+    budget = state.cfg.optimizer.learning_rate
+    scores = step_items(state, cmd.step)
+    by_id = {m.id: m for m in p.reflection.minibatches}
+    todo = [by_id[m] for m in cmd.pending]
+    texts = ctx.texts([scores[i].trajectory_hash for m in todo for i in m.item_ids])
+
+    def one(mb: ev.Minibatch) -> ev.ReflectionProposed:
+        rows = [scores[i] for i in mb.item_ids]
+        blocks = [
+            trajectory_block(k, r.item_id, r.task_type, r.fail_reason, texts[r.trajectory_hash])
+            for k, r in enumerate(rows, start=1)
+        ]
+        hints = {
+            "source_type": mb.source_type,
+            "budget": budget,
+            "skill": skill,
+            "items": [
+                {"item_id": r.item_id, "task_type": r.task_type, "feedback": dict(r.feedback)}
+                for r in rows
+            ],
+        }
+        reply, call = ask_optimizer(
+            ctx,
+            "reflect",
+            load_template(f"reflect_{mb.source_type}"),
+            reflection_user_message(skill, budget, blocks),
+            hints,
+        )
+        base = {
+            "step": cmd.step,
+            "minibatch_id": mb.id,
+            "source_type": mb.source_type,
+            "item_ids": mb.item_ids,
+            "call": call,
+        }
+        try:
+            parsed = parse_reflection(reply.text, mb.source_type, len(rows), budget)
+        except ReplyError as exc:
+            return ev.ReflectionProposed(ok=False, error=str(exc), **base)
+        return ev.ReflectionProposed(
+            ok=True,
+            reasoning=parsed.reasoning,
+            edits=parsed.edits,
+            truncated=parsed.truncated,
+            failure_summary=parsed.failure_summary,
+            success_patterns=parsed.success_patterns,
+            **base,
+        )
+
+    with ctx.progress.task(f"reflect (step {cmd.step})", len(todo)) as bar:
+        for proposal in ordered_map(one, todo, state.cfg.gradient.workers):
+            yield proposal
+            bar.advance()

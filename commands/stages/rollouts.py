@@ -1,0 +1,168 @@
+"""Stages that roll a skill out on items: baseline, train rollouts, candidate evaluation, final."""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+
+from adapters.protocol import Item, RolloutResult
+from commands.context import StageContext
+from commands.stages import Batch, HandlerGen
+from commands.stages.concurrency import ordered_map
+from machine import events as ev
+from machine import transitions as tr
+from machine.scoring import aggregate, buckets, gate_score
+from machine.state import TrainerState, eval_key
+
+
+def roll(
+    ctx: StageContext,
+    state: TrainerState,
+    phase: str,
+    step: int,
+    skill_hash: str,
+    units: Sequence[tuple[int, Item]],
+) -> Generator[Batch, TrainerState, TrainerState]:
+    """Roll out `units` ((batch, item)) with the skill; one rollout.scored per unit, in order.
+    Returns the state folded with them."""
+    skill = ctx.text(skill_hash)
+
+    def one(unit: tuple[int, Item]) -> tuple[int, Item, RolloutResult]:
+        batch, item = unit
+        return batch, item, ctx.env.rollout(item, skill, ctx.target)
+
+    label = f"{phase} rollout" + (f" (step {step})" if step else "")
+    with ctx.progress.task(label, len(units)) as bar:
+        for batch, item, result in ordered_map(one, units, ctx.config.train.workers):
+            (trajectory_hash,) = ctx.store(result.trajectory)
+            state = yield ev.RolloutScored(
+                phase=phase,  # type: ignore[arg-type]
+                step=step,
+                batch=batch,
+                skill_hash=skill_hash,
+                item_id=item.id,
+                hard=float(result.hard),
+                soft=float(result.soft),
+                fail_reason=result.fail_reason,
+                task_type=result.task_type,
+                trajectory_hash=trajectory_hash,
+                feedback=dict(result.feedback),
+                tokens=ev.Tokens(input=result.input_tokens, output=result.output_tokens),
+            )
+            bar.advance()
+    return state
+
+
+def _eval_items(ctx: StageContext, split: str, ids: Sequence[str]) -> list[tuple[int, Item]]:
+    return [(0, ctx.item(split, i)) for i in ids]
+
+
+def _scores(state: TrainerState, phase: str, skill_hash: str, ids: Sequence[str]) -> tuple:
+    scored = state.scored(eval_key(phase, skill_hash))
+    rows = [scored[i] for i in ids]
+    hard, soft, n = aggregate((r.hard, r.soft) for r in rows)
+    return hard, soft, n, rows
+
+
+def _gate(state: TrainerState, hard: float, soft: float) -> float:
+    e = state.cfg.evaluation
+    return gate_score(hard, soft, e.gate_metric, e.gate_mixed_weight)
+
+
+def evaluate_baseline(
+    cmd: tr.EvaluateBaseline, state: TrainerState, ctx: StageContext
+) -> HandlerGen:
+    if cmd.pending:
+        state = yield from roll(
+            ctx, state, "selection", 0, cmd.skill_hash, _eval_items(ctx, "selection", cmd.pending)
+        )
+    assert state.dataset is not None
+    hard, soft, n, _ = _scores(state, "selection", cmd.skill_hash, state.dataset.selection)
+    yield ev.BaselineEvaluated(
+        skill_hash=cmd.skill_hash,
+        n=n,
+        hard=hard,
+        soft=soft,
+        metric=state.cfg.evaluation.gate_metric,
+        gate_score=_gate(state, hard, soft),
+    )
+
+
+def rollout_train(cmd: tr.RolloutTrain, state: TrainerState, ctx: StageContext) -> HandlerGen:
+    units = [(batch, ctx.item("train", item_id)) for batch, item_id in cmd.pending]
+    assert state.progress is not None
+    yield from roll(ctx, state, "train", cmd.step, state.progress.parent_hash, units)
+
+
+def evaluate_candidate(
+    cmd: tr.EvaluateCandidate, state: TrainerState, ctx: StageContext
+) -> HandlerGen:
+    e = state.cfg.evaluation
+    if cmd.cache_hit:
+        cached = state.selection_cache[cmd.skill_hash]
+        hard, soft, n = cached.hard, cached.soft, cached.n
+    else:
+        if cmd.pending:
+            units = _eval_items(ctx, "selection", cmd.pending)
+            state = yield from roll(ctx, state, "selection", cmd.step, cmd.skill_hash, units)
+        assert state.dataset is not None
+        hard, soft, n, _ = _scores(state, "selection", cmd.skill_hash, state.dataset.selection)
+    yield ev.CandidateEvaluated(
+        step=cmd.step,
+        skill_hash=cmd.skill_hash,
+        n=n,
+        hard=hard,
+        soft=soft,
+        metric=e.gate_metric,
+        gate_score=_gate(state, hard, soft),
+        cache_hit=cmd.cache_hit,
+    )
+
+
+def final_selection(cmd: tr.FinalSelection, state: TrainerState, ctx: StageContext) -> HandlerGen:
+    """The final skill on the selection split; promoted to best when strictly better."""
+    cached = state.selection_cache.get(cmd.skill_hash)
+    if cached is not None:
+        hard, soft, n = cached.hard, cached.soft, cached.n
+    else:
+        if cmd.pending:
+            units = _eval_items(ctx, "selection", cmd.pending)
+            state = yield from roll(ctx, state, "selection", 0, cmd.skill_hash, units)
+        assert state.dataset is not None
+        hard, soft, n, _ = _scores(state, "selection", cmd.skill_hash, state.dataset.selection)
+    score = _gate(state, hard, soft)
+    promoted = cmd.skill_hash != state.best_hash and score > state.best_score
+    yield ev.FinalEvaluated(
+        split="selection",
+        role="final",
+        skill_hash=cmd.skill_hash,
+        n=n,
+        hard=hard,
+        soft=soft,
+        gate_score=score,
+        reused=cached is not None,
+        promoted=promoted,
+        best_score_before=state.best_score,
+    )
+
+
+def final_test(cmd: tr.FinalTest, state: TrainerState, ctx: StageContext) -> HandlerGen:
+    """One of the initial, best and final skills on the test split (shared rollouts are reused)."""
+    assert state.dataset is not None
+    reused = not cmd.pending and bool(state.scored(eval_key("test", cmd.skill_hash)))
+    if cmd.pending:
+        state = yield from roll(
+            ctx, state, "test", 0, cmd.skill_hash, _eval_items(ctx, "test", cmd.pending)
+        )
+    hard, soft, n, rows = _scores(state, "test", cmd.skill_hash, state.dataset.test)
+    table = buckets((r.task_type, r.hard, r.soft) for r in rows)
+    yield ev.FinalEvaluated(
+        split="test",
+        role=cmd.role,
+        skill_hash=cmd.skill_hash,
+        n=n,
+        hard=hard,
+        soft=soft,  # type: ignore[arg-type]
+        gate_score=_gate(state, hard, soft),
+        buckets={k: ev.ScoreBucket(**v) for k, v in table.items()},  # type: ignore[arg-type]
+        reused=reused,
+    )

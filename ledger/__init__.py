@@ -1,0 +1,1 @@
+"""The event store: runs, append-only hash-chained events, content-addressed blobs."""

@@ -1,0 +1,339 @@
+"""The ledger: open (and upgrade) a database, append events with optimistic concurrency, read.
+
+A ledger file holds many runs. Events of a run are gapless from seq 1 and chained by hash;
+triggers reject UPDATE and DELETE. Blobs hold the texts that events refer to by sha256.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+from ledger.tables import BlobRow, EventRow, RunRow
+from machine.canonical import GENESIS_HASH, canonical_json, event_hash, sha256_text
+from machine.events import Event, parse_event
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+TABLES = ("runs", "events", "blobs")
+
+
+class LedgerError(Exception):
+    """The ledger cannot be used as asked (missing, foreign, newer, unknown run): exit 2."""
+
+
+class ConflictError(Exception):
+    """Another writer appended to the run first: nothing was written, re-read and retry."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    run_id: str
+    seq: int
+    type: str
+    version: int
+    payload: dict[str, Any]
+    recorded_at: str
+    prev_hash: str
+    hash: str
+
+    def event(self) -> Event:
+        return parse_event(self.type, self.version, self.payload)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "type": self.type,
+            "version": self.version,
+            "recorded_at": self.recorded_at,
+            "hash": self.hash,
+            "payload": self.payload,
+        }
+
+
+def database_url(db: str) -> str:
+    """A path becomes a SQLite URL; anything with '://' is taken as an SQLAlchemy URL."""
+    return db if "://" in db else f"sqlite:///{db}"
+
+
+def _alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Transactions are begun explicitly (see _begin) so that writers can take the lock up front.
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _begin(conn: Connection) -> None:
+    writer = conn.get_execution_options().get("skillopt_writer", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+
+class Ledger:
+    def __init__(self, engine: Engine, location: str) -> None:
+        self.engine = engine
+        self.location = location
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, db: str, *, create: bool = False) -> Ledger:
+        url = database_url(db)
+        if url.startswith("sqlite:///") and not create:
+            path = Path(url.removeprefix("sqlite:///"))
+            if not path.exists():
+                raise LedgerError(f"no ledger at {db} (create one with `skillopt init`)")
+        engine = sa.create_engine(url)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            sa.event.listen(engine, "begin", _begin)
+        ledger = cls(engine, db)
+        ledger._upgrade_or_refuse()
+        return ledger
+
+    def schema_revision(self) -> str | None:
+        try:
+            with self.engine.connect() as conn:
+                tables = set(sa.inspect(conn).get_table_names())
+                if "alembic_version" not in tables:
+                    if tables:
+                        raise LedgerError(
+                            f"{self.location} is not a skillopt ledger "
+                            f"(it has tables {', '.join(sorted(tables))} but no schema version)"
+                        )
+                    return None
+                return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        except sa.exc.DatabaseError as exc:
+            raise LedgerError(
+                f"{self.location} is not a skillopt ledger ({str(exc.orig).strip()})"
+            ) from None
+
+    def _upgrade_or_refuse(self) -> None:
+        revision = self.schema_revision()
+        script = ScriptDirectory.from_config(_alembic_config())
+        if revision is not None:
+            try:
+                script.get_revision(revision)
+            except Exception:
+                raise LedgerError(
+                    f"{self.location} has schema revision {revision!r}, unknown to this skillopt: "
+                    "it was written by a newer skillopt (upgrade skillopt) or is not a skillopt ledger"
+                ) from None
+        if revision != head_revision():
+            self.upgrade()
+
+    def upgrade(self) -> None:
+        cfg = _alembic_config()
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(skillopt_writer=True)
+            cfg.attributes["connection"] = conn
+            alembic_command.upgrade(cfg, "head")
+            if conn.in_transaction():
+                conn.commit()
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def runs(self) -> list[RunRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(RunRow).order_by(RunRow.created_at, RunRow.name))
+            return [RunRow(**row._mapping) for row in rows]
+
+    def find_run(self, ref: str | None) -> RunRow:
+        runs = self.runs()
+        if not runs:
+            raise LedgerError(f"{self.location} holds no run yet (create one with `skillopt init`)")
+        if ref is None:
+            return runs[-1]
+        for run in runs:
+            if ref in (run.name, run.id):
+                return run
+        names = ", ".join(r.name for r in runs)
+        raise LedgerError(f"no run named {ref!r} in {self.location} (runs: {names})")
+
+    def create_run(
+        self, run_id: str, name: str, config: dict[str, Any], created_at: str, first: Event
+    ) -> StoredEvent:
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(skillopt_writer=True)
+            with conn.begin():
+                taken = conn.execute(
+                    sa.select(RunRow.id).where(sa.or_(RunRow.name == name, RunRow.id == run_id))
+                ).first()
+                if taken:
+                    raise LedgerError(f"a run named {name!r} already exists; pick another --name")
+                conn.execute(
+                    sa.insert(RunRow).values(
+                        id=run_id, name=name, created_at=created_at, config=canonical_json(config)
+                    )
+                )
+                return self._insert(conn, run_id, 0, GENESIS_HASH, [first], created_at)[0]
+
+    # -- events ------------------------------------------------------------------------------
+
+    def read(self, run_id: str, until: int | None = None) -> list[StoredEvent]:
+        query = sa.select(EventRow).where(EventRow.run_id == run_id)
+        if until is not None:
+            query = query.where(EventRow.seq <= until)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(EventRow.seq)).all()
+        return [
+            StoredEvent(
+                r.run_id,
+                r.seq,
+                r.type,
+                r.version,
+                json.loads(r.payload),
+                r.recorded_at,
+                r.prev_hash,
+                r.hash,
+            )
+            for r in rows
+        ]
+
+    def append(
+        self, run_id: str, expected_seq: int, events: Sequence[Event], recorded_at: str
+    ) -> list[StoredEvent]:
+        """Append in one transaction, iff the run's last seq is still `expected_seq`."""
+        if not events:
+            return []
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(skillopt_writer=True)
+            try:
+                with conn.begin():
+                    last = conn.execute(
+                        sa.select(EventRow.seq, EventRow.hash)
+                        .where(EventRow.run_id == run_id)
+                        .order_by(EventRow.seq.desc())
+                        .limit(1)
+                    ).first()
+                    last_seq, last_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+                    if last_seq != expected_seq:
+                        raise ConflictError(
+                            f"run {run_id} moved on: expected last seq {expected_seq}, "
+                            f"found {last_seq} (another process is writing this run)"
+                        )
+                    return self._insert(conn, run_id, last_seq, last_hash, events, recorded_at)
+            except sa.exc.IntegrityError:
+                raise ConflictError(
+                    f"run {run_id}: another process appended seq {expected_seq + 1} first"
+                ) from None
+            except sa.exc.OperationalError as exc:
+                if "locked" in str(exc.orig):
+                    raise ConflictError(
+                        f"run {run_id}: ledger is locked by another writer"
+                    ) from None
+                raise
+
+    @staticmethod
+    def _insert(
+        conn: Connection,
+        run_id: str,
+        last_seq: int,
+        last_hash: str,
+        events: Iterable[Event],
+        recorded_at: str,
+    ) -> list[StoredEvent]:
+        stored: list[StoredEvent] = []
+        prev = last_hash
+        for offset, event in enumerate(events, start=1):
+            seq = last_seq + offset
+            payload = event.payload()
+            digest = event_hash(run_id, seq, event.TYPE, event.VERSION, payload, prev)
+            stored.append(
+                StoredEvent(
+                    run_id, seq, event.TYPE, event.VERSION, payload, recorded_at, prev, digest
+                )
+            )
+            prev = digest
+        conn.execute(
+            sa.insert(EventRow),
+            [
+                {
+                    "run_id": s.run_id,
+                    "seq": s.seq,
+                    "type": s.type,
+                    "version": s.version,
+                    "payload": canonical_json(s.payload),
+                    "recorded_at": s.recorded_at,
+                    "prev_hash": s.prev_hash,
+                    "hash": s.hash,
+                }
+                for s in stored
+            ],
+        )
+        return stored
+
+    # -- blobs -------------------------------------------------------------------------------
+
+    def put_blobs(self, texts: Iterable[str]) -> list[str]:
+        pairs = {sha256_text(t): t for t in texts}
+        if pairs:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(skillopt_writer=True)
+                with conn.begin():
+                    have = set(
+                        conn.execute(
+                            sa.select(BlobRow.hash).where(BlobRow.hash.in_(list(pairs)))
+                        ).scalars()
+                    )
+                    rows = [{"hash": h, "text": t} for h, t in pairs.items() if h not in have]
+                    if rows:
+                        conn.execute(sa.insert(BlobRow), rows)
+        return list(pairs)
+
+    def put_blob(self, text: str) -> str:
+        return self.put_blobs([text])[0]
+
+    def get_blobs(self, hashes: Iterable[str]) -> dict[str, str]:
+        wanted = list(set(hashes))
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                for h, t in conn.execute(
+                    sa.select(BlobRow.hash, BlobRow.text).where(BlobRow.hash.in_(chunk))
+                ):
+                    out[h] = t
+        return out
+
+    def get_blob(self, hash_: str) -> str:
+        found = self.get_blobs([hash_])
+        if hash_ not in found:
+            raise LedgerError(f"blob {hash_[:12]} is missing from {self.location}")
+        return found[hash_]
+
+
+def check_chain(events: Sequence[StoredEvent]) -> tuple[int, str] | None:
+    """The first (seq, problem) where the chain breaks, or None."""
+    prev = GENESIS_HASH
+    for expected, e in enumerate(events, start=1):
+        if e.seq != expected:
+            return e.seq, f"gap: expected seq {expected}"
+        if e.prev_hash != prev:
+            return e.seq, "prev_hash does not match the previous event's hash"
+        if event_hash(e.run_id, e.seq, e.type, e.version, e.payload, e.prev_hash) != e.hash:
+            return e.seq, "hash does not match the event's content (tampered?)"
+        prev = e.hash
+    return None

@@ -1,0 +1,141 @@
+"""The training configuration: sections, defaults, validation and `--set` overrides.
+
+Defaults follow the reference trainer where it has one (section 1.2 of the semantics notes)
+and are sized for offline runs where it does not.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class TrainConfig(_Section):
+    num_epochs: int = Field(default=4, ge=1)
+    batch_size: int = Field(default=40, ge=1)
+    accumulation: int = Field(default=1, ge=1)
+    seed: int = 42
+    train_size: int = Field(default=0, ge=0, description="0 = the size of the train split")
+    workers: int = Field(default=8, ge=1, description="concurrent rollouts")
+
+
+class GradientConfig(_Section):
+    minibatch_size: int = Field(default=8, ge=1)
+    merge_batch_size: int = Field(default=8, ge=2)
+    failure_only: bool = False
+    workers: int = Field(default=8, ge=1, description="concurrent reflection calls")
+
+
+class OptimizerConfig(_Section):
+    learning_rate: int = Field(default=4, ge=1, description="max edits per step and per minibatch")
+    min_learning_rate: int = Field(default=2, ge=0)
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "cosine"
+
+    @model_validator(mode="after")
+    def _floor_below_max(self) -> OptimizerConfig:
+        if self.min_learning_rate > self.learning_rate:
+            raise ValueError(
+                f"min_learning_rate ({self.min_learning_rate}) exceeds "
+                f"learning_rate ({self.learning_rate})"
+            )
+        return self
+
+
+class EvaluationConfig(_Section):
+    use_gate: bool = True
+    gate_metric: Literal["hard", "soft", "mixed"] = "hard"
+    gate_mixed_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    sel_env_num: int = Field(default=0, ge=0, description="0 = the whole selection split")
+    test_env_num: int = Field(default=0, ge=0, description="0 = the whole test split")
+    eval_test: bool = True
+
+
+class EnvConfig(_Section):
+    name: str
+    skill_init: str = Field(description="path of the initial skill, relative to the config file")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RoleConfig(_Section):
+    backend: str = "offline"
+    model: str = "offline"
+    temperature: float = Field(default=0.0, ge=0.0)
+    max_tokens: int = Field(default=4096, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelsConfig(_Section):
+    target: RoleConfig = RoleConfig()
+    optimizer: RoleConfig = RoleConfig()
+
+
+class SkilloptConfig(_Section):
+    train: TrainConfig = TrainConfig()
+    gradient: GradientConfig = GradientConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    env: EnvConfig
+    models: ModelsConfig = ModelsConfig()
+
+
+class ConfigError(ValueError):
+    """A config problem, worded as one line that names the key path."""
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def validate_config(data: Any) -> SkilloptConfig:
+    if not isinstance(data, dict):
+        raise ConfigError("config must be a mapping of sections (train, env, models, ...)")
+    try:
+        return SkilloptConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = _loc(err["loc"])
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"{where}: unknown key") from None
+        if err["type"] == "missing":
+            raise ConfigError(f"{where}: required key is missing") from None
+        got = err.get("input")
+        suffix = "" if isinstance(got, dict) else f" (got {got!r})"
+        raise ConfigError(f"{where}: {err['msg']}{suffix}") from None
+
+
+def cast_value(text: str) -> Any:
+    """`--set` values: true/false, int, float, else the string itself."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> dict[str, Any]:
+    """Return a copy of `data` with `key.path=value` set (sections are created as needed)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected key.path=value")
+    path, value = assignment.split("=", 1)
+    keys = [k for k in path.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"--set {assignment!r}: empty key path")
+    out = dict(data)
+    node = out
+    for i, key in enumerate(keys[:-1]):
+        child = node.get(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {path}: {'.'.join(keys[: i + 1])} is not a section")
+        node[key] = dict(child)
+        node = node[key]
+    node[keys[-1]] = cast_value(value)
+    return out

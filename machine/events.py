@@ -1,0 +1,339 @@
+"""Event types: the contract between handlers, the ledger and the reducer.
+
+Each type is a small immutable model with a type string and a version. A recorded field never
+changes meaning: a new meaning is a new version, and the reducer learns both.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from machine.edits import Edit
+
+Phase = Literal["train", "selection", "test"]
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TYPE: ClassVar[str] = ""
+    VERSION: ClassVar[int] = 1
+
+    def payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+REGISTRY: dict[tuple[str, int], type[Event]] = {}
+
+
+def register(cls: type[Event]) -> type[Event]:
+    key = (cls.TYPE, cls.VERSION)
+    if key in REGISTRY:
+        raise ValueError(f"event type registered twice: {key}")
+    REGISTRY[key] = cls
+    return cls
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def parse_event(type_: str, version: int, payload: dict[str, Any]) -> Event:
+    cls = REGISTRY.get((type_, version))
+    if cls is None:
+        raise UnknownEventType(f"unknown event type {type_} v{version}")
+    return cls.model_validate(payload)
+
+
+class Tokens(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    input: int = 0
+    output: int = 0
+
+
+class CallRecord(BaseModel):
+    """One optimizer call: its prompt and response live in blobs, by hash."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    prompt_hash: str
+    response_hash: str
+    model: str
+    tokens: Tokens = Tokens()
+
+
+class ScoreBucket(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    total: int
+    hard: float
+    soft: float
+
+
+@register
+class RunCreated(Event):
+    TYPE = "run.created"
+    run_name: str
+    config: dict[str, Any]
+    config_path: str
+    initial_skill_hash: str
+    skillopt_version: str
+
+
+@register
+class DatasetLoaded(Event):
+    TYPE = "dataset.loaded"
+    env: str
+    train: list[str]
+    selection: list[str]
+    test: list[str]
+    task_types: list[str]
+    fingerprints: dict[str, str]
+    steps_per_epoch: int
+    total_steps: int
+
+
+@register
+class RolloutScored(Event):
+    TYPE = "rollout.scored"
+    phase: Phase
+    step: int
+    batch: int = 0
+    skill_hash: str
+    item_id: str
+    hard: float
+    soft: float
+    fail_reason: str
+    task_type: str
+    trajectory_hash: str
+    feedback: dict[str, Any] = Field(default_factory=dict)
+    tokens: Tokens = Tokens()
+
+
+@register
+class BaselineEvaluated(Event):
+    TYPE = "baseline.evaluated"
+    skill_hash: str
+    n: int
+    hard: float
+    soft: float
+    metric: str
+    gate_score: float
+
+
+@register
+class EpochPlanned(Event):
+    TYPE = "epoch.planned"
+    epoch: int
+    first_step: int
+    seed: int
+    # steps[i][a] = item ids of accumulation batch a of the epoch's i-th step
+    steps: list[list[list[str]]]
+
+
+class Minibatch(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: str
+    source_type: Literal["failure", "success"]
+    item_ids: list[str]
+
+
+@register
+class ReflectionPlanned(Event):
+    TYPE = "reflection.planned"
+    step: int
+    epoch: int
+    skill_hash: str
+    rollout_n: int
+    rollout_hard: float
+    rollout_soft: float
+    n_failures: int
+    n_successes: int
+    seed: int
+    minibatches: list[Minibatch]
+
+
+@register
+class ReflectionProposed(Event):
+    TYPE = "reflection.proposed"
+    step: int
+    minibatch_id: str
+    source_type: Literal["failure", "success"]
+    item_ids: list[str]
+    ok: bool
+    error: str = ""
+    reasoning: str = ""
+    edits: list[Edit] = Field(default_factory=list)
+    truncated: int = 0
+    failure_summary: list[dict[str, Any]] = Field(default_factory=list)
+    success_patterns: list[str] = Field(default_factory=list)
+    call: CallRecord
+
+
+class MergeNode(BaseModel):
+    """One merge call of the hierarchy: which inputs (minibatch or node ids) went in."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: str
+    level: int
+    group: Literal["failure", "success", "final"]
+    inputs: list[str]
+    ok: bool
+    error: str = ""
+    fallback: str = ""
+    edits: list[Edit]
+    call: CallRecord | None = None
+
+
+@register
+class PatchesMerged(Event):
+    TYPE = "patches.merged"
+    step: int
+    nodes: list[MergeNode]
+    root: str
+    edits: list[Edit]
+
+
+class RankingRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    ok: bool
+    error: str = ""
+    fallback: str = ""
+    reasoning: str = ""
+    raw_indices: list[Any] = Field(default_factory=list)
+    invalid_indices: list[Any] = Field(default_factory=list)
+    call: CallRecord
+
+
+@register
+class EditsSelected(Event):
+    TYPE = "edits.selected"
+    step: int
+    scheduler: str
+    schedule_t: int
+    schedule_total: int
+    budget: int
+    n_merged: int
+    kept_indices: list[int]
+    dropped_indices: list[int]
+    edits: list[Edit]
+    ranking: RankingRecord | None = None
+
+
+class ApplyRow(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    index: int
+    op: str
+    target: str
+    content_preview: str
+    status: str
+
+
+@register
+class CandidateBuilt(Event):
+    TYPE = "candidate.built"
+    step: int
+    parent_hash: str
+    candidate_hash: str
+    report: list[ApplyRow]
+    n_applied: int
+    n_skipped: int
+    length: int
+
+
+@register
+class StepSkipped(Event):
+    TYPE = "step.skipped"
+    step: int
+    epoch: int
+    reason: Literal["no_patches", "nothing_applied"]
+    skill_hash: str
+
+
+@register
+class CandidateEvaluated(Event):
+    TYPE = "candidate.evaluated"
+    step: int
+    skill_hash: str
+    n: int
+    hard: float
+    soft: float
+    metric: str
+    gate_score: float
+    cache_hit: bool
+
+
+@register
+class GateDecided(Event):
+    TYPE = "gate.decided"
+    step: int
+    epoch: int
+    candidate_hash: str
+    action: Literal["accept_new_best", "accept", "reject", "force_accept"]
+    metric: str
+    use_gate: bool
+    candidate_score: float
+    current_score: float
+    best_score: float
+    rule: str
+
+
+@register
+class StepCompleted(Event):
+    TYPE = "step.completed"
+    step: int
+    epoch: int
+    action: str
+    current_hash: str
+    current_score: float
+    best_hash: str
+    best_score: float
+    best_step: int
+
+
+@register
+class EpochCompleted(Event):
+    TYPE = "epoch.completed"
+    epoch: int
+    last_step: int
+    current_hash: str
+    best_hash: str
+    best_score: float
+
+
+@register
+class FinalEvaluated(Event):
+    TYPE = "final.evaluated"
+    split: Literal["selection", "test"]
+    role: Literal["initial", "best", "final"]
+    skill_hash: str
+    n: int
+    hard: float
+    soft: float
+    gate_score: float
+    buckets: dict[str, ScoreBucket] = Field(default_factory=dict)
+    reused: bool = False
+    promoted: bool = False
+    best_score_before: float | None = None
+
+
+@register
+class RunCompleted(Event):
+    TYPE = "run.completed"
+    best_hash: str
+    best_score: float
+    best_step: int
+    final_hash: str
+    steps: int
+    accepts: int
+    rejects: int
+    skips: int
+
+
+@register
+class StageFailed(Event):
+    TYPE = "stage.failed"
+    stage: str
+    step: int
+    error_type: str
+    message: str

@@ -1,0 +1,269 @@
+"""The reducer: `apply(state, event) -> state`, pure and total over every event type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+from machine import events as ev
+from machine.config import validate_config
+from machine.scoring import aggregate
+from machine.state import (
+    ItemScore,
+    SelectionScore,
+    StepProgress,
+    StepRecord,
+    TrainerState,
+    eval_key,
+    train_key,
+    unit_key,
+)
+
+Handler = Callable[[TrainerState, Any], TrainerState]
+_HANDLERS: dict[type[ev.Event], Handler] = {}
+
+
+def on(event_type: type[ev.Event]) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        _HANDLERS[event_type] = fn
+        return fn
+
+    return register
+
+
+def apply(state: TrainerState, event: ev.Event) -> TrainerState:
+    state = replace(state, seq=state.seq + 1)
+    handler = _HANDLERS.get(type(event))
+    if handler is None:
+        raise TypeError(f"reducer has no rule for {event.TYPE} v{event.VERSION}")
+    return handler(state, event)
+
+
+def reduce(events: Iterable[ev.Event], state: TrainerState | None = None) -> TrainerState:
+    state = state or TrainerState()
+    for event in events:
+        state = apply(state, event)
+    return state
+
+
+def _with_progress(state: TrainerState, **changes: Any) -> TrainerState:
+    assert state.progress is not None, "step event outside a step"
+    return replace(state, progress=replace(state.progress, **changes))
+
+
+def _count(state: TrainerState, stage: str, calls: Iterable[ev.Tokens]) -> TrainerState:
+    n, i, o = state.tokens.get(stage, (0, 0, 0))
+    for t in calls:
+        n, i, o = n + 1, i + t.input, o + t.output
+    return replace(state, tokens={**state.tokens, stage: (n, i, o)})
+
+
+def _cache(state: TrainerState, skill_hash: str, e: Any) -> TrainerState:
+    score = SelectionScore(e.hard, e.soft, e.n, e.gate_score)
+    return replace(state, selection_cache={**state.selection_cache, skill_hash: score})
+
+
+def _start_step(state: TrainerState, step: int) -> TrainerState:
+    """Open the progress record of `step` if its epoch is planned."""
+    if state.dataset is None or step > state.dataset.total_steps:
+        return replace(state, progress=None)
+    epoch = state.epoch_of(step)
+    plan = state.plans.get(epoch)
+    if plan is None:
+        return replace(state, progress=None)
+    batches = tuple(tuple(b) for b in plan.steps[step - plan.first_step])
+    return replace(
+        state,
+        progress=StepProgress(
+            step=step, epoch=epoch, batches=batches, parent_hash=state.current_hash
+        ),
+    )
+
+
+@on(ev.RunCreated)
+def _run_created(s: TrainerState, e: ev.RunCreated) -> TrainerState:
+    return replace(
+        s,
+        run_name=e.run_name,
+        config=validate_config(e.config),
+        config_data=e.config,
+        initial_hash=e.initial_skill_hash,
+        current_hash=e.initial_skill_hash,
+        best_hash=e.initial_skill_hash,
+    )
+
+
+@on(ev.DatasetLoaded)
+def _dataset_loaded(s: TrainerState, e: ev.DatasetLoaded) -> TrainerState:
+    return replace(s, dataset=e)
+
+
+@on(ev.RolloutScored)
+def _rollout_scored(s: TrainerState, e: ev.RolloutScored) -> TrainerState:
+    if e.phase == "train":
+        key, unit = train_key(e.step), unit_key(e.batch, e.item_id)
+    else:
+        key, unit = eval_key(e.phase, e.skill_hash), e.item_id
+    score = ItemScore(
+        e.item_id, e.hard, e.soft, e.fail_reason, e.task_type, e.trajectory_hash, e.feedback, s.seq
+    )
+    scored = {**s.rollouts.get(key, {}), unit: score}
+    return _count(
+        replace(s, rollouts={**s.rollouts, key: scored}), f"rollout:{e.phase}", [e.tokens]
+    )
+
+
+@on(ev.BaselineEvaluated)
+def _baseline(s: TrainerState, e: ev.BaselineEvaluated) -> TrainerState:
+    s = _cache(s, e.skill_hash, e)
+    return replace(s, baseline=e, current_score=e.gate_score, best_score=e.gate_score)
+
+
+@on(ev.EpochPlanned)
+def _epoch_planned(s: TrainerState, e: ev.EpochPlanned) -> TrainerState:
+    s = replace(s, plans={**s.plans, e.epoch: e})
+    return _start_step(s, s.steps_completed + 1)
+
+
+@on(ev.ReflectionPlanned)
+def _reflection_planned(s: TrainerState, e: ev.ReflectionPlanned) -> TrainerState:
+    return _with_progress(s, reflection=e)
+
+
+@on(ev.ReflectionProposed)
+def _reflection_proposed(s: TrainerState, e: ev.ReflectionProposed) -> TrainerState:
+    assert s.progress is not None
+    s = _count(s, "reflect", [e.call.tokens])
+    return _with_progress(s, proposals={**s.progress.proposals, e.minibatch_id: e})
+
+
+@on(ev.PatchesMerged)
+def _merged(s: TrainerState, e: ev.PatchesMerged) -> TrainerState:
+    s = _count(s, "merge", [n.call.tokens for n in e.nodes if n.call is not None])
+    return _with_progress(s, merged=e)
+
+
+@on(ev.EditsSelected)
+def _selected(s: TrainerState, e: ev.EditsSelected) -> TrainerState:
+    if e.ranking is not None:
+        s = _count(s, "rank", [e.ranking.call.tokens])
+    return replace(_with_progress(s, selected=e), budget_t=e.schedule_t)
+
+
+@on(ev.CandidateBuilt)
+def _built(s: TrainerState, e: ev.CandidateBuilt) -> TrainerState:
+    return _with_progress(s, candidate=e)
+
+
+@on(ev.StepSkipped)
+def _skipped(s: TrainerState, e: ev.StepSkipped) -> TrainerState:
+    return _with_progress(s, skipped=e)
+
+
+@on(ev.CandidateEvaluated)
+def _evaluated(s: TrainerState, e: ev.CandidateEvaluated) -> TrainerState:
+    return _with_progress(_cache(s, e.skill_hash, e), evaluated=e)
+
+
+@on(ev.GateDecided)
+def _gate(s: TrainerState, e: ev.GateDecided) -> TrainerState:
+    return _with_progress(s, decided=e)
+
+
+def _record(s: TrainerState, e: ev.StepCompleted) -> StepRecord:
+    p = s.progress
+    assert p is not None
+    scores = list(s.scored(train_key(p.step)).values())
+    r_hard, r_soft, r_n = aggregate((x.hard, x.soft) for x in scores)
+    ev_ = p.evaluated
+    cand = p.candidate
+    return StepRecord(
+        step=e.step,
+        epoch=e.epoch,
+        action=e.action,
+        rollout_hard=r_hard if r_n else None,
+        rollout_soft=r_soft if r_n else None,
+        rollout_n=r_n,
+        candidate_hash=cand.candidate_hash if cand else None,
+        selection_hard=ev_.hard if ev_ else None,
+        selection_soft=ev_.soft if ev_ else None,
+        candidate_gate_score=ev_.gate_score if ev_ else None,
+        cache_hit=ev_.cache_hit if ev_ else None,
+        current_score=e.current_score,
+        best_score=e.best_score,
+        n_edits_merged=len(p.merged.edits) if p.merged else 0,
+        n_edits_selected=len(p.selected.edits) if p.selected else 0,
+        edit_budget=p.selected.budget if p.selected else None,
+        edits_applied=cand.n_applied if cand else 0,
+        edits_skipped=cand.n_skipped if cand else 0,
+        rule=p.decided.rule if p.decided else (p.skipped.reason if p.skipped else ""),
+        edits=_edit_rows(p),
+    )
+
+
+def _edit_rows(p: StepProgress) -> tuple[dict[str, str], ...]:
+    if p.selected is None:
+        return ()
+    statuses = [row.status for row in p.candidate.report] if p.candidate else []
+    return tuple(
+        {
+            "op": edit.op,
+            "target": edit.target,
+            "content": edit.content,
+            "source_type": edit.source_type,
+            "status": statuses[i] if i < len(statuses) else "not_applied",
+        }
+        for i, edit in enumerate(p.selected.edits)
+    )
+
+
+@on(ev.StepCompleted)
+def _step_completed(s: TrainerState, e: ev.StepCompleted) -> TrainerState:
+    changed = e.current_hash != s.current_hash
+    best_changed = e.best_hash != s.best_hash or e.best_step != s.best_step
+    s = replace(
+        s,
+        records=(*s.records, _record(s, e)),
+        steps_completed=e.step,
+        current_hash=e.current_hash,
+        current_score=e.current_score,
+        current_step=e.step if changed else s.current_step,
+        current_origin=f"step {e.step}" if changed else s.current_origin,
+        best_hash=e.best_hash,
+        best_score=e.best_score,
+        best_step=e.best_step,
+        best_origin=f"step {e.best_step}" if best_changed else s.best_origin,
+    )
+    return _start_step(s, e.step + 1)
+
+
+@on(ev.EpochCompleted)
+def _epoch_completed(s: TrainerState, e: ev.EpochCompleted) -> TrainerState:
+    return replace(s, epochs_completed=e.epoch)
+
+
+@on(ev.FinalEvaluated)
+def _final(s: TrainerState, e: ev.FinalEvaluated) -> TrainerState:
+    if e.split == "test":
+        return replace(s, final_tests={**s.final_tests, e.role: e})
+    s = replace(_cache(s, e.skill_hash, e), final_selection=e)
+    if e.promoted:
+        s = replace(
+            s,
+            best_hash=e.skill_hash,
+            best_score=e.gate_score,
+            best_step=s.current_step,
+            best_origin=f"{s.current_origin} (promoted at the end)",
+        )
+    return s
+
+
+@on(ev.RunCompleted)
+def _run_completed(s: TrainerState, e: ev.RunCompleted) -> TrainerState:
+    return replace(s, completed=e)
+
+
+@on(ev.StageFailed)
+def _stage_failed(s: TrainerState, e: ev.StageFailed) -> TrainerState:
+    return replace(s, last_failure=e)

@@ -1,0 +1,180 @@
+"""Turning optimizer replies into values, or into an explicit reason why not.
+
+Extraction order: a fenced ```json block, the whole reply, then a single balanced top-level
+object. Anything ambiguous is an error the caller records; nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from machine.edits import Edit
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n(.*?)```", re.DOTALL)
+
+
+class ReplyError(ValueError):
+    """A reply we cannot use; the message says why, in one line."""
+
+
+def _balanced_objects(text: str) -> list[str]:
+    """Top-level {...} spans, string-aware."""
+    spans: list[str] = []
+    depth, start, in_string, escaped = 0, -1, False, False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch == '"' and depth > 0:
+            in_string = True
+        elif ch == "{":
+            if depth == 0:
+                start = i
+            depth += 1
+        elif ch == "}" and depth > 0:
+            depth -= 1
+            if depth == 0:
+                spans.append(text[start : i + 1])
+    return spans
+
+
+def extract_json_object(text: str) -> dict[str, Any]:
+    candidates = [m.group(1) for m in _FENCE.finditer(text)]
+    candidates.append(text.strip())
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    objects = _balanced_objects(text)
+    if len(objects) != 1:
+        raise ReplyError(
+            "no JSON object in reply" if not objects else f"{len(objects)} JSON objects in reply"
+        )
+    try:
+        value = json.loads(objects[0])
+    except json.JSONDecodeError as exc:
+        raise ReplyError(f"malformed JSON object: {exc.msg} at char {exc.pos}") from None
+    if not isinstance(value, dict):
+        raise ReplyError("reply JSON is not an object")
+    return value
+
+
+class _Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _RawEdit(_Loose):
+    op: str
+    target: str = ""
+    content: str = ""
+    support_count: int | None = None
+    source_type: str | None = None
+
+
+class _Patch(_Loose):
+    reasoning: str = ""
+    edits: list[_RawEdit] = Field(default_factory=list)
+
+
+class _Reflection(_Loose):
+    batch_size: int | None = None
+    failure_summary: list[dict[str, Any]] = Field(default_factory=list)
+    success_patterns: list[str] = Field(default_factory=list)
+    patch: _Patch
+
+
+class _Merge(_Loose):
+    reasoning: str = ""
+    edits: list[_RawEdit]
+
+
+class _Ranking(_Loose):
+    reasoning: str = ""
+    selected_indices: list[Any]
+
+
+def _validate(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(reply)"
+        raise ReplyError(f"reply field {where}: {err['msg']}") from None
+
+
+def _edit(raw: _RawEdit, source_type: str, support: int) -> Edit:
+    source = raw.source_type if raw.source_type in ("failure", "success") else source_type
+    count = (
+        raw.support_count if raw.support_count is not None and raw.support_count >= 0 else support
+    )
+    return Edit(
+        op=raw.op.strip().lower(),
+        target=raw.target,
+        content=raw.content,
+        support_count=count,
+        source_type=source,  # type: ignore[arg-type]
+    )
+
+
+@dataclass(frozen=True)
+class Reflection:
+    reasoning: str
+    edits: list[Edit]
+    truncated: int
+    failure_summary: list[dict[str, Any]] = field(default_factory=list)
+    success_patterns: list[str] = field(default_factory=list)
+
+
+def parse_reflection(text: str, source_type: str, n_items: int, budget: int) -> Reflection:
+    """An analyst reply; edits beyond the budget are cut and counted, never silently."""
+    parsed: _Reflection = _validate(_Reflection, extract_json_object(text))
+    support = max(n_items, 1)
+    edits = [_edit(raw, source_type, support) for raw in parsed.patch.edits]
+    return Reflection(
+        reasoning=parsed.patch.reasoning,
+        edits=edits[:budget],
+        truncated=max(0, len(edits) - budget),
+        failure_summary=parsed.failure_summary,
+        success_patterns=[str(p) for p in parsed.success_patterns],
+    )
+
+
+def parse_merge(text: str, default_source: str) -> tuple[str, list[Edit]]:
+    parsed: _Merge = _validate(_Merge, extract_json_object(text))
+    return parsed.reasoning, [_edit(raw, default_source, 1) for raw in parsed.edits]
+
+
+@dataclass(frozen=True)
+class Ranking:
+    reasoning: str
+    raw_indices: list[Any]
+    selected: list[int]
+    invalid: list[Any]
+
+
+def parse_ranking(text: str, n_edits: int, budget: int) -> Ranking:
+    """Indices in priority order; out-of-range, duplicate or non-integer ones are listed as invalid."""
+    parsed: _Ranking = _validate(_Ranking, extract_json_object(text))
+    selected: list[int] = []
+    invalid: list[Any] = []
+    for raw in parsed.selected_indices:
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < n_edits or raw in selected or len(selected) >= budget:
+            invalid.append(raw)
+        else:
+            selected.append(raw)
+    if not selected and n_edits and budget:
+        raise ReplyError("ranking selected no valid index")
+    return Ranking(parsed.reasoning, list(parsed.selected_indices), selected, invalid)

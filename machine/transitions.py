@@ -1,0 +1,219 @@
+"""The stage graph: `next_command(state)` says what the run does next, and nothing else does.
+
+Read top to bottom, this is the whole training loop: dataset, baseline, per epoch a plan and
+its steps (rollout, reflect, merge, select, update, evaluate, gate), the epoch boundary, the
+final evaluation and completion. Skips are edges here, not special cases in handlers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from machine.state import StepProgress, TrainerState, eval_key, train_key, unit_key
+
+FINAL_TEST_ROLES = ("initial", "best", "final")
+
+
+@dataclass(frozen=True)
+class Command:
+    @property
+    def stage(self) -> str:
+        return STAGE_NAMES[type(self)]
+
+
+@dataclass(frozen=True)
+class LoadDataset(Command):
+    pass
+
+
+@dataclass(frozen=True)
+class EvaluateBaseline(Command):
+    skill_hash: str
+    pending: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PlanEpoch(Command):
+    epoch: int
+
+
+@dataclass(frozen=True)
+class RolloutTrain(Command):
+    step: int
+    pending: tuple[tuple[int, str], ...]  # (accumulation batch, item id)
+
+
+@dataclass(frozen=True)
+class PlanReflection(Command):
+    step: int
+
+
+@dataclass(frozen=True)
+class Reflect(Command):
+    step: int
+    pending: tuple[str, ...]  # minibatch ids
+
+
+@dataclass(frozen=True)
+class SkipStep(Command):
+    step: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Merge(Command):
+    step: int
+
+
+@dataclass(frozen=True)
+class Select(Command):
+    step: int
+
+
+@dataclass(frozen=True)
+class Update(Command):
+    step: int
+
+
+@dataclass(frozen=True)
+class EvaluateCandidate(Command):
+    step: int
+    skill_hash: str
+    pending: tuple[str, ...]
+    cache_hit: bool
+
+
+@dataclass(frozen=True)
+class Gate(Command):
+    step: int
+
+
+@dataclass(frozen=True)
+class CompleteEpoch(Command):
+    epoch: int
+
+
+@dataclass(frozen=True)
+class FinalSelection(Command):
+    skill_hash: str
+    pending: tuple[str, ...]
+    reuse: bool
+
+
+@dataclass(frozen=True)
+class FinalTest(Command):
+    role: str
+    skill_hash: str
+    pending: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CompleteRun(Command):
+    pass
+
+
+STAGE_NAMES: dict[type[Command], str] = {
+    LoadDataset: "dataset",
+    EvaluateBaseline: "baseline",
+    PlanEpoch: "epoch_plan",
+    RolloutTrain: "rollout",
+    PlanReflection: "reflect_plan",
+    Reflect: "reflect",
+    SkipStep: "skip",
+    Merge: "aggregate",
+    Select: "select",
+    Update: "update",
+    EvaluateCandidate: "evaluate",
+    Gate: "gate",
+    CompleteEpoch: "epoch_end",
+    FinalSelection: "final_selection",
+    FinalTest: "final_test",
+    CompleteRun: "complete",
+}
+
+
+def _pending(state: TrainerState, phase: str, skill_hash: str, items: list[str]) -> tuple[str, ...]:
+    done = state.scored(eval_key(phase, skill_hash))
+    return tuple(i for i in items if i not in done)
+
+
+def next_command(state: TrainerState) -> Command | None:
+    if state.completed is not None:
+        return None
+    if state.dataset is None:
+        return LoadDataset()
+    data = state.dataset
+    if state.baseline is None:
+        pending = _pending(state, "selection", state.initial_hash, data.selection)
+        return EvaluateBaseline(state.initial_hash, pending)
+    if state.steps_completed < data.total_steps:
+        step = state.steps_completed + 1
+        epoch = state.epoch_of(step)
+        if state.epochs_completed < epoch - 1:
+            return CompleteEpoch(epoch - 1)
+        if epoch not in state.plans or state.progress is None:
+            return PlanEpoch(epoch)
+        return _step_command(state, state.progress)
+    if state.epochs_completed < state.cfg.train.num_epochs:
+        return CompleteEpoch(state.cfg.train.num_epochs)
+    return _final_command(state)
+
+
+def _step_command(state: TrainerState, p: StepProgress) -> Command:
+    scored = state.scored(train_key(p.step))
+    pending = tuple(
+        (b, item)
+        for b, batch in enumerate(p.batches)
+        for item in batch
+        if unit_key(b, item) not in scored
+    )
+    if pending:
+        return RolloutTrain(p.step, pending)
+    if p.reflection is None:
+        return PlanReflection(p.step)
+    waiting = tuple(m.id for m in p.reflection.minibatches if m.id not in p.proposals)
+    if waiting:
+        return Reflect(p.step, waiting)
+    if p.skipped is None:
+        if not any(prop.edits for prop in p.proposals.values()):
+            return SkipStep(p.step, "no_patches")
+        if p.merged is None:
+            return Merge(p.step)
+        if not p.merged.edits:
+            return SkipStep(p.step, "no_patches")
+        if p.selected is None:
+            return Select(p.step)
+        if p.candidate is None:
+            return Update(p.step)
+        if p.candidate.candidate_hash == p.candidate.parent_hash:
+            return SkipStep(p.step, "nothing_applied")
+        if p.evaluated is None:
+            cand = p.candidate.candidate_hash
+            if cand in state.selection_cache:
+                return EvaluateCandidate(p.step, cand, (), cache_hit=True)
+            pending_sel = _pending(state, "selection", cand, state.dataset.selection)  # type: ignore[union-attr]
+            return EvaluateCandidate(p.step, cand, pending_sel, cache_hit=False)
+        return Gate(p.step)
+    raise AssertionError(f"step {p.step} is skipped but not completed")
+
+
+def role_hash(state: TrainerState, role: str) -> str:
+    return {"initial": state.initial_hash, "best": state.best_hash, "final": state.current_hash}[
+        role
+    ]
+
+
+def _final_command(state: TrainerState) -> Command:
+    data = state.dataset
+    assert data is not None
+    if state.final_selection is None:
+        final = state.current_hash
+        reuse = final == state.best_hash or final in state.selection_cache
+        pending = () if reuse else _pending(state, "selection", final, data.selection)
+        return FinalSelection(final, pending, reuse)
+    if state.cfg.evaluation.eval_test:
+        for role in FINAL_TEST_ROLES:
+            if role not in state.final_tests:
+                skill = role_hash(state, role)
+                return FinalTest(role, skill, _pending(state, "test", skill, data.test))
+    return CompleteRun()
