@@ -25,8 +25,36 @@ from adapters.protocol import (
     check_options,
 )
 
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"]
-WORDS = ["apple", "pear", "fig", "kiwi", "plum", "mango", "lime", "cherry", "grape", "melon", "peach", "date", "olive", "lemon"]
+MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
+WORDS = [
+    "apple",
+    "pear",
+    "fig",
+    "kiwi",
+    "plum",
+    "mango",
+    "lime",
+    "cherry",
+    "grape",
+    "melon",
+    "peach",
+    "date",
+    "olive",
+    "lemon",
+]
 NAMES = (
     "ada lovelace|alan turing|grace hopper|edsger dijkstra|barbara liskov|donald knuth|"
     "margaret hamilton|john backus|frances allen|ken thompson|radia perlman|tony hoare"

@@ -171,7 +171,13 @@ def parse_ranking(text: str, n_edits: int, budget: int) -> Ranking:
     selected: list[int] = []
     invalid: list[Any] = []
     for raw in parsed.selected_indices:
-        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < n_edits or raw in selected or len(selected) >= budget:
+        if (
+            isinstance(raw, bool)
+            or not isinstance(raw, int)
+            or not 0 <= raw < n_edits
+            or raw in selected
+            or len(selected) >= budget
+        ):
             invalid.append(raw)
         else:
             selected.append(raw)

@@ -160,6 +160,13 @@ class TrainerState:
     def scored(self, key: RolloutKey) -> Mapping[str, ItemScore]:
         return self.rollouts.get(key, {})
 
+    def step_items(self, step: int) -> dict[str, ItemScore]:
+        """The step's scored train items by id, in record order (a refilled duplicate counts once)."""
+        out: dict[str, ItemScore] = {}
+        for score in sorted(self.scored(train_key(step)).values(), key=lambda s: s.seq):
+            out.setdefault(score.item_id, score)
+        return out
+
     def totals(self) -> dict[str, int]:
         actions = [r.action for r in self.records]
         return {

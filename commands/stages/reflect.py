@@ -14,22 +14,14 @@ from machine.canonical import derive_seed
 from machine.prompts import reflection_user_message, trajectory_block
 from machine.replies import ReplyError, parse_reflection
 from machine.scoring import aggregate, is_failure
-from machine.state import ItemScore, TrainerState, train_key
-
-
-def step_items(state: TrainerState, step: int) -> dict[str, ItemScore]:
-    """The step's scored items by id, in batch order (a refilled duplicate counts once)."""
-    out: dict[str, ItemScore] = {}
-    for score in sorted(state.scored(train_key(step)).values(), key=lambda s: s.seq):
-        out.setdefault(score.item_id, score)
-    return out
+from machine.state import TrainerState
 
 
 def plan_reflection(cmd: tr.PlanReflection, state: TrainerState, ctx: StageContext) -> HandlerGen:
     p = state.progress
     assert p is not None
     cfg = state.cfg
-    scores = step_items(state, cmd.step)
+    scores = state.step_items(cmd.step)
     failures = [i for i, s in scores.items() if is_failure(s.hard)]
     successes = [i for i, s in scores.items() if not is_failure(s.hard)]
     seed = derive_seed(cfg.train.seed, p.epoch, cmd.step, "reflect")
@@ -66,7 +58,7 @@ def reflect(cmd: tr.Reflect, state: TrainerState, ctx: StageContext) -> HandlerG
     assert p is not None and p.reflection is not None
     skill = ctx.text(p.parent_hash)
     budget = state.cfg.optimizer.learning_rate
-    scores = step_items(state, cmd.step)
+    scores = state.step_items(cmd.step)
     by_id = {m.id: m for m in p.reflection.minibatches}
     todo = [by_id[m] for m in cmd.pending]
     texts = ctx.texts([scores[i].trajectory_hash for m in todo for i in m.item_ids])
