@@ -32,7 +32,6 @@ app = typer.Typer(
 db_app = typer.Typer(help="Ledger maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-err = Console(stderr=True, highlight=False)
 
 DbOpt = Annotated[
     str,
@@ -47,6 +46,7 @@ RunOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 DEFAULT_DB = "skillopt.db"
+_opened: list[Any] = []  # ledgers opened by the running command, closed when it ends
 
 
 def cli_errors(fn: F) -> F:
@@ -57,11 +57,14 @@ def cli_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (InputError, LedgerError) as exc:
-            err.print(f"error: {exc}", markup=False)
+            sys.stderr.write(f"error: {exc}\n")
             raise typer.Exit(2) from None
         except (CheckFailed, RunFailed) as exc:
-            err.print(f"failed: {exc}", markup=False)
+            sys.stderr.write(f"failed: {exc}\n")
             raise typer.Exit(1) from None
+        finally:
+            while _opened:
+                _opened.pop().close()
 
     return wrapper  # type: ignore[return-value]
 
@@ -120,7 +123,7 @@ def init(
     split_items(env, config)
     run_name = name or config_path.stem
     run_id = "r" + sha256_text(canonical_json([run_name, data]))[:12]
-    ledger = Ledger.open(db, create=True)
+    ledger = _track(Ledger.open(db, create=True))
     skill_hash = ledger.put_blob(skill)
     created = RunCreated(
         run_name=run_name,
@@ -138,6 +141,11 @@ def init(
         )
 
 
+def _track(ledger: Any) -> Any:
+    _opened.append(ledger)
+    return ledger
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -150,7 +158,7 @@ def _version() -> str:
 def _open(db: str, run: str | None) -> tuple[Any, Any]:
     from ledger.store import Ledger
 
-    ledger = Ledger.open(db)
+    ledger = _track(Ledger.open(db))
     return ledger, ledger.find_run(run)
 
 
@@ -365,7 +373,7 @@ def report(
         sys.stdout.write(text)
     else:
         output.write_text(text, "utf-8")
-        err.print(f"wrote {output}", markup=False)
+        sys.stderr.write(f"wrote {output}\n")
 
 
 @app.command()
@@ -374,7 +382,7 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
     """Check the schema version and every run's hash chain; exit 1 naming the first bad event."""
     from ledger.store import Ledger, check_chain, head_revision
 
-    ledger = Ledger.open(db)
+    ledger = _track(Ledger.open(db))
     revision = ledger.schema_revision()
     results = []
     first_bad: str | None = None
@@ -414,7 +422,7 @@ def runs(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
     from ledger.store import Ledger
     from machine.views import phase_of
 
-    ledger = Ledger.open(db)
+    ledger = _track(Ledger.open(db))
     rows = []
     for row in ledger.runs():
         state = load_state(ledger, row.id)
@@ -441,9 +449,13 @@ def db_upgrade(db: DbOpt = DEFAULT_DB) -> None:
     """Upgrade the ledger schema to this skillopt's version (opening a ledger also does it)."""
     from ledger.store import Ledger
 
-    ledger = Ledger.open(db)
+    ledger = _track(Ledger.open(db))
     print(f"{db}: schema revision {ledger.schema_revision()}")
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

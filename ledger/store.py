@@ -113,6 +113,10 @@ class Ledger:
         ledger._upgrade_or_refuse()
         return ledger
 
+    def close(self) -> None:
+        """Release connections; SQLite folds the WAL back into the file on the last close."""
+        self.engine.dispose()
+
     def schema_revision(self) -> str | None:
         try:
             with self.engine.connect() as conn:

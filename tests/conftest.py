@@ -1,0 +1,91 @@
+"""Shared helpers: the real CLI (in-process through typer, or as a subprocess), real ledgers."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from commands.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "sim.yaml"
+
+# A small run: 2 epochs x 2 steps, enough for every stage and edge, a second or two offline.
+SMALL = [
+    "--set",
+    "env.options.train=12",
+    "--set",
+    "env.options.selection=12",
+    "--set",
+    "env.options.test=12",
+    "--set",
+    "train.batch_size=6",
+]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+Cli = Callable[..., Result]
+
+
+@pytest.fixture
+def cli() -> Cli:
+    """Invoke the real typer app in-process (freezegun reaches its clock)."""
+
+    def invoke(*args: str) -> Result:
+        runner = CliRunner()
+        res = runner.invoke(app, list(args), catch_exceptions=False)
+        return Result(res.exit_code, res.stdout, res.stderr)
+
+    return invoke
+
+
+def skillopt_process(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    """The CLI as a real process."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "commands.cli", *args],
+        cwd=ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,
+    )
+
+
+def event_rows(db: Path, wall_clock: bool = False) -> list[tuple[Any, ...]]:
+    """Every event of every run: (seq, type, version, payload, prev_hash, hash[, recorded_at])."""
+    with sqlite3.connect(db) as conn:
+        cols = "seq, type, version, payload, prev_hash, hash" + (
+            ", recorded_at" if wall_clock else ""
+        )
+        return conn.execute(f"SELECT {cols} FROM events ORDER BY run_id, seq").fetchall()
+
+
+@pytest.fixture
+def small_run(cli: Cli, tmp_path: Path) -> Path:
+    """A finished small run in a fresh ledger."""
+    db = tmp_path / "runs.db"
+    assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "small", *SMALL).code == 0
+    res = cli("run", "--db", str(db))
+    assert res.code == 0, res.err
+    return db
