@@ -109,7 +109,9 @@ def validate_config(data: Any) -> SkilloptConfig:
 
 
 def cast_value(text: str) -> Any:
-    """`--set` values: true/false, int, float, else the string itself."""
+    """`--set` values: true/false, int, float, else the string itself; quotes force a string."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
     lowered = text.strip().lower()
     if lowered in ("true", "false"):
         return lowered == "true"

@@ -202,6 +202,7 @@ class RankingRecord(BaseModel):
     reasoning: str = ""
     raw_indices: list[Any] = Field(default_factory=list)
     invalid_indices: list[Any] = Field(default_factory=list)
+    beyond_budget: list[int] = Field(default_factory=list)
     call: CallRecord
 
 

@@ -92,7 +92,7 @@ class _Patch(_Loose):
 class _Reflection(_Loose):
     batch_size: int | None = None
     failure_summary: list[dict[str, Any]] = Field(default_factory=list)
-    success_patterns: list[str] = Field(default_factory=list)
+    success_patterns: list[Any] = Field(default_factory=list)
     patch: _Patch
 
 
@@ -163,24 +163,23 @@ class Ranking:
     raw_indices: list[Any]
     selected: list[int]
     invalid: list[Any]
+    beyond_budget: list[int] = field(default_factory=list)
 
 
 def parse_ranking(text: str, n_edits: int, budget: int) -> Ranking:
-    """Indices in priority order; out-of-range, duplicate or non-integer ones are listed as invalid."""
+    """Indices in priority order. Out-of-range, duplicate or non-integer ones are `invalid`;
+    valid ones past the budget are `beyond_budget`."""
     parsed: _Ranking = _validate(_Ranking, extract_json_object(text))
     selected: list[int] = []
     invalid: list[Any] = []
+    beyond: list[int] = []
     for raw in parsed.selected_indices:
-        if (
-            isinstance(raw, bool)
-            or not isinstance(raw, int)
-            or not 0 <= raw < n_edits
-            or raw in selected
-            or len(selected) >= budget
-        ):
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < n_edits or raw in selected or raw in beyond:
             invalid.append(raw)
+        elif len(selected) >= budget:
+            beyond.append(raw)
         else:
             selected.append(raw)
     if not selected and n_edits and budget:
         raise ReplyError("ranking selected no valid index")
-    return Ranking(parsed.reasoning, list(parsed.selected_indices), selected, invalid)
+    return Ranking(parsed.reasoning, list(parsed.selected_indices), selected, invalid, beyond)

@@ -30,8 +30,10 @@ def protected_spans(text: str) -> list[tuple[int, int]]:
     return sorted(spans)
 
 
-def _protected(spans: list[tuple[int, int]], pos: int) -> bool:
-    return any(start <= pos < stop for start, stop in spans)
+def _protected(spans: list[tuple[int, int]], pos: int, end: int | None = None) -> bool:
+    """Whether [pos, end) touches a protected region (end defaults to pos + 1)."""
+    stop_at = pos + 1 if end is None else max(end, pos + 1)
+    return any(pos < stop and start < stop_at for start, stop in spans)
 
 
 def clean_content(content: str) -> str:
@@ -44,8 +46,10 @@ def _append(text: str, content: str) -> tuple[str, str]:
     spans = protected_spans(text)
     if spans:
         head, tail = text[: spans[0][0]], text[spans[0][0] :]
-        return f"{head.rstrip()}\n\n{content}\n\n{tail}", "applied_append_before_protected_region"
-    return f"{text.rstrip()}\n\n{content}\n", "applied_append"
+        lead = f"{head.rstrip()}\n\n" if head.strip() else ""
+        return f"{lead}{content}\n\n{tail}", "applied_append_before_protected_region"
+    lead = f"{text.rstrip()}\n\n" if text.strip() else ""
+    return f"{lead}{content}\n", "applied_append"
 
 
 def _locate(text: str, edit: Edit) -> tuple[int | None, str]:
@@ -55,7 +59,8 @@ def _locate(text: str, edit: Edit) -> tuple[int | None, str]:
     index = text.find(edit.target)
     if index == -1:
         return None, f"skipped_{edit.op}_target_not_found"
-    if _protected(protected_spans(text), index):
+    # The whole target must lie outside the regions: a target running into one would cut a marker.
+    if _protected(protected_spans(text), index, index + len(edit.target)):
         return None, "skipped_protected_region"
     return index, ""
 
@@ -75,6 +80,8 @@ def apply_edit(text: str, edit: Edit) -> tuple[str, str]:
     end = index + len(edit.target)
     if edit.op == "insert_after":
         line_end = text.find("\n", end)
+        if _protected(protected_spans(text), end, len(text) if line_end == -1 else line_end):
+            return text, "skipped_protected_region"  # a marker shares the target's line
         if line_end == -1:
             return f"{text}\n{content}\n", "applied_insert_after"
         return f"{text[:line_end]}\n{content}{text[line_end:]}", "applied_insert_after"

@@ -397,3 +397,28 @@ def test_overrides_then_validation_report_the_key() -> None:
         validate_config(data)
     data = apply_override(dict(MINIMAL), "train.num_epochs=2")
     assert validate_config(data).train.num_epochs == 2
+
+
+def test_ranking_separates_over_budget_from_invalid() -> None:
+    r = parse_ranking(ranking_reply([4, 1, 0, 9, 3]), n_edits=5, budget=2)
+    assert r.selected == [4, 1]
+    assert r.beyond_budget == [0, 3]
+    assert r.invalid == [9]
+
+
+def test_numeric_success_patterns_do_not_sink_the_reflection() -> None:
+    reply = json.dumps(
+        {
+            "success_patterns": [3, "kept format"],
+            "patch": {"edits": [{"op": "append", "content": "x"}]},
+        }
+    )
+    parsed = parse_reflection(reply, "success", n_items=2, budget=4)
+    assert parsed.success_patterns == ["3", "kept format"]
+    assert len(parsed.edits) == 1
+
+
+def test_quotes_force_a_string_value() -> None:
+    assert cast_value('"123"') == "123"
+    assert cast_value("'true'") == "true"
+    assert cast_value("123") == 123

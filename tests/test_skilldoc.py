@@ -223,14 +223,6 @@ def test_protected_spans_include_markers_and_are_sorted() -> None:
     assert PROTECTED[s2:e2] == APPENDIX_BLOCK.rstrip("\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "skilldoc._locate only checks that the target's START is outside a protected region; "
-        "a target that begins in free text and runs into a region lets replace/delete cut a "
-        "machine-owned marker, un-protecting the region"
-    ),
-)
 @pytest.mark.parametrize("op", ["replace", "delete"])
 def test_target_overlapping_a_protected_region_does_not_corrupt_markers(op: str) -> None:
     target = f"be brief.\n\n{SLOW_UPDATE_START[:8]}"
@@ -349,3 +341,15 @@ def test_all_skipped_patch_leaves_the_document_identical() -> None:
     text, report = apply_edits(PROTECTED, edits)
     assert text == PROTECTED
     assert count_statuses(report) == (0, 3)
+
+
+def test_insert_after_a_line_that_opens_a_region_is_skipped() -> None:
+    doc = f"Intro\nx {APPENDIX_START}\n- note\n{APPENDIX_END}\n"
+    text, status = apply_edit(doc, edit("insert_after", "x", "new rule"))
+    assert (text, status) == (doc, "skipped_protected_region")
+
+
+def test_append_to_an_empty_document_has_no_leading_blank_lines() -> None:
+    assert apply_edit("", edit("append", "", "first rule"))[0] == "first rule\n"
+    text, _ = apply_edit(f"{SLOW_UPDATE_START}\n{SLOW_UPDATE_END}\n", edit("append", "", "rule"))
+    assert text.startswith("rule\n\n" + SLOW_UPDATE_START)

@@ -40,6 +40,7 @@ def select(cmd: tr.Select, state: TrainerState, ctx: StageContext) -> HandlerGen
                 reasoning=parsed.reasoning,
                 raw_indices=parsed.raw_indices,
                 invalid_indices=parsed.invalid,
+                beyond_budget=parsed.beyond_budget,
                 call=call,
             )
         except ReplyError as exc:
