@@ -174,7 +174,13 @@ def parse_ranking(text: str, n_edits: int, budget: int) -> Ranking:
     invalid: list[Any] = []
     beyond: list[int] = []
     for raw in parsed.selected_indices:
-        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < n_edits or raw in selected or raw in beyond:
+        if (
+            isinstance(raw, bool)
+            or not isinstance(raw, int)
+            or not 0 <= raw < n_edits
+            or raw in selected
+            or raw in beyond
+        ):
             invalid.append(raw)
         elif len(selected) >= budget:
             beyond.append(raw)
