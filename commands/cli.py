@@ -62,6 +62,11 @@ def cli_errors(fn: F) -> F:
         except (CheckFailed, RunFailed) as exc:
             sys.stderr.write(f"failed: {exc}\n")
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            sys.stderr.write(
+                "interrupted: every event recorded so far is kept; `skillopt run` continues\n"
+            )
+            raise typer.Exit(130) from None
         finally:
             while _opened:
                 _opened.pop().close()
