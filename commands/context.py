@@ -68,6 +68,11 @@ def split_items(env: Environment, config: SkilloptConfig) -> dict[str, list[Item
     for split in needed:
         if not out[split]:
             raise InputError(f"environment {env.name!r}: the {split} split is empty")
+    wanted = config.train.train_size
+    if wanted and wanted != len(out["train"]):
+        raise InputError(
+            f"train.train_size is {wanted} but the train split has {len(out['train'])} items"
+        )
     for split in SPLITS:
         seen: set[str] = set()
         for item in out[split]:

@@ -32,6 +32,7 @@ HANDLERS: dict[type[tr.Command], Handler] = {
     tr.Update: update.update,
     tr.EvaluateCandidate: rollouts.evaluate_candidate,
     tr.Gate: update.gate,
+    tr.CompleteStep: update.complete_step,
     tr.CompleteEpoch: plans.complete_epoch,
     tr.FinalSelection: rollouts.final_selection,
     tr.FinalTest: rollouts.final_test,

@@ -89,6 +89,11 @@ class Gate(Command):
 
 
 @dataclass(frozen=True)
+class CompleteStep(Command):
+    step: int
+
+
+@dataclass(frozen=True)
 class CompleteEpoch(Command):
     epoch: int
 
@@ -105,6 +110,7 @@ class FinalTest(Command):
     role: str
     skill_hash: str
     pending: tuple[str, ...]
+    reuse: bool  # an earlier role is the same skill: its test scores are this role's
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,7 @@ STAGE_NAMES: dict[type[Command], str] = {
     Update: "update",
     EvaluateCandidate: "evaluate",
     Gate: "gate",
+    CompleteStep: "step_end",
     CompleteEpoch: "epoch_end",
     FinalSelection: "final_selection",
     FinalTest: "final_test",
@@ -160,6 +167,8 @@ def next_command(state: TrainerState) -> Command | None:
 
 
 def _step_command(state: TrainerState, p: StepProgress) -> Command:
+    if p.decided is not None or p.skipped is not None:
+        return CompleteStep(p.step)
     scored = state.scored(train_key(p.step))
     pending = tuple(
         (b, item)
@@ -174,27 +183,25 @@ def _step_command(state: TrainerState, p: StepProgress) -> Command:
     waiting = tuple(m.id for m in p.reflection.minibatches if m.id not in p.proposals)
     if waiting:
         return Reflect(p.step, waiting)
-    if p.skipped is None:
-        if not any(prop.edits for prop in p.proposals.values()):
-            return SkipStep(p.step, "no_patches")
-        if p.merged is None:
-            return Merge(p.step)
-        if not p.merged.edits:
-            return SkipStep(p.step, "no_patches")
-        if p.selected is None:
-            return Select(p.step)
-        if p.candidate is None:
-            return Update(p.step)
-        if p.candidate.candidate_hash == p.candidate.parent_hash:
-            return SkipStep(p.step, "nothing_applied")
-        if p.evaluated is None:
-            cand = p.candidate.candidate_hash
-            if cand in state.selection_cache:
-                return EvaluateCandidate(p.step, cand, (), cache_hit=True)
-            pending_sel = _pending(state, "selection", cand, state.dataset.selection)  # type: ignore[union-attr]
-            return EvaluateCandidate(p.step, cand, pending_sel, cache_hit=False)
-        return Gate(p.step)
-    raise AssertionError(f"step {p.step} is skipped but not completed")
+    if not any(prop.edits for prop in p.proposals.values()):
+        return SkipStep(p.step, "no_patches")
+    if p.merged is None:
+        return Merge(p.step)
+    if not p.merged.edits:
+        return SkipStep(p.step, "no_patches")
+    if p.selected is None:
+        return Select(p.step)
+    if p.candidate is None:
+        return Update(p.step)
+    if p.candidate.candidate_hash == p.candidate.parent_hash:
+        return SkipStep(p.step, "nothing_applied")
+    if p.evaluated is None:
+        cand = p.candidate.candidate_hash
+        if cand in state.selection_cache:
+            return EvaluateCandidate(p.step, cand, (), cache_hit=True)
+        pending_sel = _pending(state, "selection", cand, state.dataset.selection)  # type: ignore[union-attr]
+        return EvaluateCandidate(p.step, cand, pending_sel, cache_hit=False)
+    return Gate(p.step)
 
 
 def role_hash(state: TrainerState, role: str) -> str:
@@ -215,5 +222,6 @@ def _final_command(state: TrainerState) -> Command:
         for role in FINAL_TEST_ROLES:
             if role not in state.final_tests:
                 skill = role_hash(state, role)
-                return FinalTest(role, skill, _pending(state, "test", skill, data.test))
+                reuse = any(role_hash(state, done) == skill for done in state.final_tests)
+                return FinalTest(role, skill, _pending(state, "test", skill, data.test), reuse)
     return CompleteRun()

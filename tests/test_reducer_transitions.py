@@ -480,11 +480,15 @@ def test_end_of_training_epoch_final_evaluation_and_completion() -> None:
             reused=True,
         )
     )
-    assert next_command(reduce(events)) == FinalTest("initial", H0, ("x1", "x2"))
+    assert next_command(reduce(events)) == FinalTest("initial", H0, ("x1", "x2"), reuse=False)
     events.append(scored("test", "x2"))
-    assert next_command(reduce(events)) == FinalTest("initial", H0, ("x1",))
+    assert next_command(reduce(events)) == FinalTest("initial", H0, ("x1",), reuse=False)
+    events.append(scored("test", "x1"))
+    assert next_command(reduce(events)) == FinalTest("initial", H0, (), reuse=False)
 
     for role in ("initial", "best", "final"):
+        if role != "initial":  # every role is the same skill: later ones reuse its scores
+            assert next_command(reduce(events)) == FinalTest(role, H0, (), reuse=True)
         events.append(
             ev.FinalEvaluated(
                 split="test",

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import math
-import random
-
 from commands.context import StageContext, fingerprint, split_items
-from commands.errors import InputError
 from commands.stages import HandlerGen
 from machine import events as ev
 from machine import transitions as tr
-from machine.canonical import derive_seed
+from machine.plans import epoch_seed, steps_per_epoch
+from machine.plans import plan_epoch as epoch_batches
 from machine.state import TrainerState
 
 
@@ -18,11 +15,7 @@ def load_dataset(cmd: tr.LoadDataset, state: TrainerState, ctx: StageContext) ->
     cfg = state.cfg
     items = split_items(ctx.env, cfg)
     train_size = len(items["train"])
-    if cfg.train.train_size and cfg.train.train_size != train_size:
-        raise InputError(
-            f"train.train_size is {cfg.train.train_size} but the train split has {train_size} items"
-        )
-    steps_per_epoch = math.ceil(train_size / (cfg.train.batch_size * cfg.train.accumulation))
+    spe = steps_per_epoch(train_size, cfg.train.batch_size, cfg.train.accumulation)
     yield ev.DatasetLoaded(
         env=ctx.env.name,
         train=[i.id for i in items["train"]],
@@ -30,27 +23,18 @@ def load_dataset(cmd: tr.LoadDataset, state: TrainerState, ctx: StageContext) ->
         test=[i.id for i in items["test"]],
         task_types=list(ctx.env.task_types()),
         fingerprints={split: fingerprint(rows) for split, rows in items.items()},
-        steps_per_epoch=steps_per_epoch,
-        total_steps=steps_per_epoch * cfg.train.num_epochs,
+        steps_per_epoch=spe,
+        total_steps=spe * cfg.train.num_epochs,
     )
 
 
 def plan_epoch(cmd: tr.PlanEpoch, state: TrainerState, ctx: StageContext) -> HandlerGen:
-    """One shuffled pass over train, cut into steps x accumulation batches; empty tails refilled."""
     assert state.dataset is not None
     cfg = state.cfg.train
-    seed = derive_seed(cfg.seed, cmd.epoch, 0, "epoch_plan")
-    order = list(state.dataset.train)
-    random.Random(seed).shuffle(order)
-    spe = state.dataset.steps_per_epoch
-    batches = [
-        order[i * cfg.batch_size : (i + 1) * cfg.batch_size] for i in range(spe * cfg.accumulation)
-    ]
-    batches = [b or order[: cfg.batch_size] for b in batches]
-    steps = [batches[s * cfg.accumulation : (s + 1) * cfg.accumulation] for s in range(spe)]
-    yield ev.EpochPlanned(
-        epoch=cmd.epoch, first_step=(cmd.epoch - 1) * spe + 1, seed=seed, steps=steps
-    )
+    seed = epoch_seed(cfg.seed, cmd.epoch)
+    steps = epoch_batches(state.dataset.train, seed, cfg.batch_size, cfg.accumulation)
+    first = (cmd.epoch - 1) * state.dataset.steps_per_epoch + 1
+    yield ev.EpochPlanned(epoch=cmd.epoch, first_step=first, seed=seed, steps=steps)
 
 
 def complete_epoch(cmd: tr.CompleteEpoch, state: TrainerState, ctx: StageContext) -> HandlerGen:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import random
-
 from commands.context import StageContext, load_template
 from commands.stages import HandlerGen
 from commands.stages.calls import ask_optimizer
 from commands.stages.concurrency import ordered_map
 from machine import events as ev
 from machine import transitions as tr
-from machine.canonical import derive_seed
+from machine.plans import plan_minibatches, reflection_seed
 from machine.prompts import reflection_user_message, trajectory_block
 from machine.replies import ReplyError, parse_reflection
 from machine.scoring import aggregate, is_failure
@@ -24,20 +22,14 @@ def plan_reflection(cmd: tr.PlanReflection, state: TrainerState, ctx: StageConte
     scores = state.step_items(cmd.step)
     failures = [i for i, s in scores.items() if is_failure(s.hard)]
     successes = [i for i, s in scores.items() if not is_failure(s.hard)]
-    seed = derive_seed(cfg.train.seed, p.epoch, cmd.step, "reflect")
-    rng = random.Random(seed)
-    rng.shuffle(failures)
-    rng.shuffle(successes)
-    size = cfg.gradient.minibatch_size
+    seed = reflection_seed(cfg.train.seed, p.epoch, cmd.step)
+    g = cfg.gradient
     minibatches = [
-        ev.Minibatch(id=f"f{k}", source_type="failure", item_ids=failures[i : i + size])
-        for k, i in enumerate(range(0, len(failures), size))
+        ev.Minibatch(id=mb_id, source_type=kind, item_ids=ids)  # type: ignore[arg-type]
+        for mb_id, kind, ids in plan_minibatches(
+            failures, successes, seed, g.minibatch_size, g.failure_only
+        )
     ]
-    if not cfg.gradient.failure_only:
-        minibatches += [
-            ev.Minibatch(id=f"s{k}", source_type="success", item_ids=successes[i : i + size])
-            for k, i in enumerate(range(0, len(successes), size))
-        ]
     hard, soft, n = aggregate((s.hard, s.soft) for s in scores.values())
     yield ev.ReflectionPlanned(
         step=cmd.step,

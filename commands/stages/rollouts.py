@@ -148,7 +148,6 @@ def final_selection(cmd: tr.FinalSelection, state: TrainerState, ctx: StageConte
 def final_test(cmd: tr.FinalTest, state: TrainerState, ctx: StageContext) -> HandlerGen:
     """One of the initial, best and final skills on the test split (shared rollouts are reused)."""
     assert state.dataset is not None
-    reused = not cmd.pending and bool(state.scored(eval_key("test", cmd.skill_hash)))
     if cmd.pending:
         state = yield from roll(
             ctx, state, "test", 0, cmd.skill_hash, _eval_items(ctx, "test", cmd.pending)
@@ -164,5 +163,5 @@ def final_test(cmd: tr.FinalTest, state: TrainerState, ctx: StageContext) -> Han
         soft=soft,  # type: ignore[arg-type]
         gate_score=_gate(state, hard, soft),
         buckets={k: ev.ScoreBucket(**v) for k, v in table.items()},  # type: ignore[arg-type]
-        reused=reused,
+        reused=cmd.reuse,
     )

@@ -8,11 +8,13 @@ from commands.stages.calls import ask_optimizer
 from machine import events as ev
 from machine import transitions as tr
 from machine.prompts import edit_hints, ranking_user_message
+from machine.reducer import apply
 from machine.replies import ReplyError, parse_ranking
 from machine.schedule import edit_budget
 from machine.scoring import decide_gate
 from machine.skilldoc import apply_edits, count_statuses
 from machine.state import TrainerState
+from machine.steps import step_completion
 
 
 def select(cmd: tr.Select, state: TrainerState, ctx: StageContext) -> HandlerGen:
@@ -26,7 +28,9 @@ def select(cmd: tr.Select, state: TrainerState, ctx: StageContext) -> HandlerGen
     merged = list(p.merged.edits)
     ranking: ev.RankingRecord | None = None
     kept = list(range(len(merged)))
-    if len(merged) > budget:
+    if budget == 0:
+        kept = []  # a schedule floor of 0: nothing this step, no ranking call
+    elif len(merged) > budget:
         skill = ctx.text(p.parent_hash)
         hints = {"edits": edit_hints(merged), "budget": budget}
         reply, call = ask_optimizer(
@@ -77,17 +81,6 @@ def update(cmd: tr.Update, state: TrainerState, ctx: StageContext) -> HandlerGen
     )
 
 
-def _completed(state: TrainerState, step: int, action: str, **after: object) -> ev.StepCompleted:
-    values = {
-        "current_hash": state.current_hash,
-        "current_score": state.current_score,
-        "best_hash": state.best_hash,
-        "best_score": state.best_score,
-        "best_step": state.best_step,
-    } | after
-    return ev.StepCompleted(step=step, epoch=state.epoch_of(step), action=action, **values)  # type: ignore[arg-type]
-
-
 def skip_step(cmd: tr.SkipStep, state: TrainerState, ctx: StageContext) -> HandlerGen:
     skipped = ev.StepSkipped(
         step=cmd.step,
@@ -95,7 +88,7 @@ def skip_step(cmd: tr.SkipStep, state: TrainerState, ctx: StageContext) -> Handl
         reason=cmd.reason,  # type: ignore[arg-type]
         skill_hash=state.current_hash,
     )
-    yield [skipped, _completed(state, cmd.step, f"skip_{cmd.reason}")]
+    yield [skipped, step_completion(apply(state, skipped))]
 
 
 def gate(cmd: tr.Gate, state: TrainerState, ctx: StageContext) -> HandlerGen:
@@ -104,11 +97,10 @@ def gate(cmd: tr.Gate, state: TrainerState, ctx: StageContext) -> HandlerGen:
     e = state.cfg.evaluation
     score = p.evaluated.gate_score
     verdict = decide_gate(score, state.current_score, state.best_score, e.use_gate)
-    cand = p.candidate.candidate_hash
     decided = ev.GateDecided(
         step=cmd.step,
         epoch=p.epoch,
-        candidate_hash=cand,
+        candidate_hash=p.candidate.candidate_hash,
         action=verdict.action,  # type: ignore[arg-type]
         metric=e.gate_metric,
         use_gate=e.use_gate,
@@ -117,9 +109,10 @@ def gate(cmd: tr.Gate, state: TrainerState, ctx: StageContext) -> HandlerGen:
         best_score=state.best_score,
         rule=verdict.rule,
     )
-    after: dict[str, object] = {}
-    if verdict.becomes_current:
-        after |= {"current_hash": cand, "current_score": score}
-    if verdict.becomes_best:
-        after |= {"best_hash": cand, "best_score": score, "best_step": cmd.step}
-    yield [decided, _completed(state, cmd.step, verdict.action, **after)]
+    yield [decided, step_completion(apply(state, decided))]
+
+
+def complete_step(cmd: tr.CompleteStep, state: TrainerState, ctx: StageContext) -> HandlerGen:
+    """Only reached if a verdict was recorded without its step.completed (never by our handlers,
+    which append both in one transaction); the table still says what follows."""
+    yield step_completion(state)
