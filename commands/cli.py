@@ -14,7 +14,7 @@ import yaml
 from rich.console import Console
 
 from commands.errors import CheckFailed, InputError, RunFailed
-from ledger.store import LedgerError
+from ledger.store import CorruptEvent, LedgerError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,7 +59,7 @@ def cli_errors(fn: F) -> F:
         except (InputError, LedgerError) as exc:
             sys.stderr.write(f"error: {exc}\n")
             raise typer.Exit(2) from None
-        except (CheckFailed, RunFailed) as exc:
+        except (CheckFailed, RunFailed, CorruptEvent) as exc:
             sys.stderr.write(f"failed: {exc}\n")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
@@ -89,13 +89,17 @@ def load_config_file(path: Path, overrides: list[str]) -> tuple[Any, dict[str, A
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise InputError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: the top level must be a mapping of sections (train, env, ...)")
     try:
         for assignment in overrides:
             data = apply_override(data, assignment)
         config = validate_config(data)
+        resolved = config.model_dump(mode="json")
+        validate_config(resolved)  # what run.created records must fold back to the same config
     except ConfigError as exc:
         raise InputError(f"{path}: {exc}") from None
-    return config, config.model_dump(mode="json")
+    return config, resolved
 
 
 @app.command()
@@ -133,7 +137,7 @@ def init(
     created = RunCreated(
         run_name=run_name,
         config=data,
-        config_path=str(config_path),
+        config_sha256=sha256_text(config_path.read_text("utf-8")),
         initial_skill_hash=skill_hash,
         skillopt_version=_version(),
     )
@@ -305,24 +309,33 @@ def replay(
     json_: JsonOpt = False,
 ) -> None:
     """Rebuild the state by folding the ledger's events; --verify re-derives every decision."""
+    from commands.runner import fold
     from ledger.store import check_chain
-    from machine.reducer import reduce
     from machine.verify import verify_events
     from machine.views import status_view
 
     ledger, row = _open(db, run)
     stored = ledger.read(row.id, until)
-    view = status_view(reduce(e.event() for e in stored))
     problem: tuple[int, str] | None = None
     if verify:
-        problem = check_chain(stored)
         checks: dict[str, int] = {"hash_chain": len(stored)}
+        problem = check_chain(stored)
         if problem is None:
             hashes = {h for e in stored for h in _blob_refs(e.payload)}
-            outcome = verify_events([(e.seq, e.event()) for e in stored], ledger.get_blobs(hashes))
+            try:
+                decoded = [(e.seq, e.event()) for e in stored]
+            except CorruptEvent as exc:
+                raise CheckFailed(str(exc)) from None
+            outcome = verify_events(decoded, ledger.get_blobs(hashes))
             checks |= outcome.checks
             problem = outcome.problem
-        view |= {"verified": problem is None, "checks": checks}
+        if problem is not None:
+            good = [e for e in stored if e.seq < problem[0]]
+            view = status_view(fold(good)) | {"verified": False, "checks": checks}
+        else:
+            view = status_view(fold(stored)) | {"verified": True, "checks": checks}
+    else:
+        view = status_view(fold(stored))
     if json_:
         emit_json(
             view | ({"problem": {"seq": problem[0], "message": problem[1]}} if problem else {})
@@ -376,6 +389,8 @@ def report(
         text = render_markdown(data, ledger.get_blobs([state.best_hash]))
     if output is None:
         sys.stdout.write(text)
+    elif not output.parent.is_dir():
+        raise InputError(f"-o {output}: directory {output.parent} does not exist")
     else:
         output.write_text(text, "utf-8")
         sys.stderr.write(f"wrote {output}\n")
@@ -445,7 +460,9 @@ def runs(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
         emit_json(rows)
         return
     for r in rows:
-        print(f"{r['run']:<20} {r['id']}  {r['created_at']}  {r['events']:>6} events  {r['phase']}")
+        print(
+            f"{r['run']:<20} {r['id']}  {r['created_at']}  {r['events'] or 0:>6} events  {r['phase']}"
+        )
 
 
 @db_app.command("upgrade")

@@ -6,15 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from adapters.protocol import AdapterError
 from commands.clock import Clock, utc_now
 from commands.context import Progress, StageContext, build_adapters, fingerprint, split_items
 from commands.errors import InputError, RunFailed
 from commands.stages import HandlerGen, aggregate, plans, reflect, rollouts, update
-from ledger.store import ConflictError, Ledger, StoredEvent
+from ledger.store import ConflictError, CorruptEvent, Ledger, StoredEvent
 from machine import transitions as tr
 from machine.events import Event, StageFailed
-from machine.reducer import reduce
+from machine.reducer import apply, reduce
 from machine.state import TrainerState
 
 Handler = Callable[[tr.Command, TrainerState, StageContext], HandlerGen]
@@ -41,7 +40,21 @@ HANDLERS: dict[type[tr.Command], Handler] = {
 
 
 def load_state(ledger: Ledger, run_id: str, until: int | None = None) -> TrainerState:
-    return reduce(e.event() for e in ledger.read(run_id, until))
+    return fold(ledger.read(run_id, until))
+
+
+def fold(stored: list[StoredEvent]) -> TrainerState:
+    """The state of a run; an event that does not decode or fold is named by its seq."""
+    state = TrainerState()
+    for e in stored:
+        event = e.event()
+        try:
+            state = apply(state, event)
+        except Exception as exc:
+            raise CorruptEvent(
+                e.run_id, e.seq, f"{e.type} does not fold: {type(exc).__name__}: {exc}"
+            ) from None
+    return state
 
 
 def make_context(ledger: Ledger, state: TrainerState, progress: Progress) -> StageContext:
@@ -89,10 +102,14 @@ def run_stage(
     except StopIteration:
         return result
     except ConflictError as exc:
-        raise RunFailed(f"{exc}; nothing of this stage was lost, run again to continue") from None
-    except (InputError, AdapterError) as exc:
-        _record_failure(ledger, run_id, result, command, exc, clock)
-        raise InputError(str(exc)) from None
+        raise RunFailed(
+            f"{exc}; the events appended so far are kept; run again to continue from them"
+        ) from None
+    except InputError as exc:
+        seq = _record_failure(ledger, run_id, result, command, exc, clock)
+        raise InputError(
+            f"{exc} (stage {command.stage}, recorded as stage.failed at seq {seq})"
+        ) from None
     except Exception as exc:
         seq = _record_failure(ledger, run_id, result, command, exc, clock)
         raise RunFailed(

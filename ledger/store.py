@@ -30,6 +30,16 @@ class LedgerError(Exception):
     """The ledger cannot be used as asked (missing, foreign, newer, unknown run): exit 2."""
 
 
+class CorruptEvent(Exception):
+    """A stored event that does not decode or fold: a check failed (exit 1), naming the seq."""
+
+    def __init__(self, run: str, seq: int, problem: str) -> None:
+        super().__init__(
+            f"run {run}: seq {seq}: {problem} (run `skillopt verify` for the whole ledger)"
+        )
+        self.seq = seq
+
+
 class ConflictError(Exception):
     """Another writer appended to the run first: nothing was written, re-read and retry."""
 
@@ -46,7 +56,13 @@ class StoredEvent:
     hash: str
 
     def event(self) -> Event:
-        return parse_event(self.type, self.version, self.payload)
+        try:
+            return parse_event(self.type, self.version, self.payload)
+        except Exception as exc:  # pydantic errors are long; one line names the problem
+            first = str(exc).splitlines()
+            raise CorruptEvent(
+                self.run_id, self.seq, f"{self.type} does not decode: {' '.join(first[:3])}"
+            ) from None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -101,16 +117,21 @@ class Ledger:
     @classmethod
     def open(cls, db: str, *, create: bool = False) -> Ledger:
         url = database_url(db)
-        if url.startswith("sqlite:///") and not create:
+        if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
-            if not path.exists():
+            if not path.parent.is_dir():
+                raise LedgerError(f"--db {db}: directory {path.parent} does not exist")
+            if not create and not path.exists():
                 raise LedgerError(f"no ledger at {db} (create one with `skillopt init`)")
-        engine = sa.create_engine(url)
+        try:
+            engine = sa.create_engine(url)
+        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+            raise LedgerError(f"--db {db}: not a usable database URL ({exc})") from None
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             sa.event.listen(engine, "begin", _begin)
         ledger = cls(engine, db)
-        ledger._upgrade_or_refuse()
+        ledger._upgrade_or_refuse(create)
         return ledger
 
     def close(self) -> None:
@@ -134,8 +155,12 @@ class Ledger:
                 f"{self.location} is not a skillopt ledger ({str(exc.orig).strip()})"
             ) from None
 
-    def _upgrade_or_refuse(self) -> None:
+    def _upgrade_or_refuse(self, create: bool) -> None:
         revision = self.schema_revision()
+        if revision is None and not create:  # never write a schema into a file on a read
+            raise LedgerError(
+                f"{self.location} is empty, not a skillopt ledger yet (`skillopt init` creates one)"
+            )
         script = ScriptDirectory.from_config(_alembic_config())
         if revision is not None:
             try:

@@ -75,7 +75,9 @@ class RunCreated(Event):
     TYPE = "run.created"
     run_name: str
     config: dict[str, Any]
-    config_path: str
+    config_sha256: (
+        str  # of the config file as read; its path is left out so ledgers do not depend on it
+    )
     initial_skill_hash: str
     skillopt_version: str
 

@@ -1,5 +1,8 @@
 """`replay --verify`: fold the events again and re-derive every recorded decision from its
-recorded inputs. The first difference is reported with its seq; nothing is trusted."""
+recorded inputs. Two layers: each event must be one the transition table allows at that
+point (right stage, step, skill, item), and its content must equal what the pure functions
+give on the recorded inputs (plans, parsed replies, merge shape, budgets, candidate texts,
+aggregates, verdicts, completions). The first difference is reported with its seq."""
 
 from __future__ import annotations
 
@@ -9,12 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from machine import events as ev
-from machine.canonical import derive_seed, sha256_text
+from machine import transitions as tr
+from machine.canonical import sha256_text
+from machine.merge import default_source, merge_plan
+from machine.plans import epoch_seed, plan_epoch, plan_minibatches, reflection_seed, steps_per_epoch
 from machine.reducer import apply
+from machine.replies import ReplyError, parse_merge, parse_ranking, parse_reflection
 from machine.schedule import edit_budget
 from machine.scoring import aggregate, buckets, decide_gate, gate_score, is_failure
 from machine.skilldoc import apply_edits, count_statuses
-from machine.state import TrainerState, eval_key
+from machine.state import TrainerState, eval_key, unit_key
+from machine.steps import step_completion
 
 
 @dataclass(frozen=True)
@@ -27,18 +35,116 @@ class Mismatch(Exception):
     pass
 
 
+Texts = Mapping[str, str]
+
+
 def _same(what: str, recorded: Any, derived: Any) -> None:
     if recorded != derived:
         raise Mismatch(f"{what}: recorded {recorded!r}, re-derived {derived!r}")
 
 
-def _blob(texts: Mapping[str, str], hash_: str, what: str) -> str:
+def _blob(texts: Texts, hash_: str, what: str) -> str:
     text = texts.get(hash_)
     if text is None:
         raise Mismatch(f"{what}: blob {hash_[:12]} is missing")
     if sha256_text(text) != hash_:
         raise Mismatch(f"{what}: blob {hash_[:12]} does not hash to its key")
     return text
+
+
+# -- layer 1: the event is one the transition table allows here ------------------------------
+
+ALLOWED: dict[type[tr.Command], tuple[type[ev.Event], ...]] = {
+    tr.LoadDataset: (ev.DatasetLoaded,),
+    tr.EvaluateBaseline: (ev.RolloutScored, ev.BaselineEvaluated),
+    tr.PlanEpoch: (ev.EpochPlanned,),
+    tr.RolloutTrain: (ev.RolloutScored,),
+    tr.PlanReflection: (ev.ReflectionPlanned,),
+    tr.Reflect: (ev.ReflectionProposed,),
+    tr.SkipStep: (ev.StepSkipped,),
+    tr.Merge: (ev.PatchesMerged,),
+    tr.Select: (ev.EditsSelected,),
+    tr.Update: (ev.CandidateBuilt,),
+    tr.EvaluateCandidate: (ev.RolloutScored, ev.CandidateEvaluated),
+    tr.Gate: (ev.GateDecided,),
+    tr.CompleteStep: (ev.StepCompleted,),
+    tr.CompleteEpoch: (ev.EpochCompleted,),
+    tr.FinalSelection: (ev.RolloutScored, ev.FinalEvaluated),
+    tr.FinalTest: (ev.RolloutScored, ev.FinalEvaluated),
+    tr.CompleteRun: (ev.RunCompleted,),
+}
+_EVAL_PHASE = {
+    tr.EvaluateBaseline: "selection",
+    tr.EvaluateCandidate: "selection",
+    tr.FinalSelection: "selection",
+    tr.FinalTest: "test",
+}
+
+
+def conforms(state: TrainerState, e: ev.Event) -> None:
+    """Raise Mismatch unless `e` is an event the stage graph allows after `state`."""
+    if isinstance(e, ev.StageFailed):
+        return
+    if isinstance(e, ev.RunCreated) or state.config is None:
+        if state.seq != 0 or not isinstance(e, ev.RunCreated):
+            raise Mismatch("a run starts with run.created, once")
+        return
+    cmd = tr.next_command(state)
+    if cmd is None:
+        raise Mismatch(f"{e.TYPE} after run.completed")
+    if not isinstance(e, ALLOWED[type(cmd)]):
+        raise Mismatch(f"{e.TYPE} where the stage graph expects stage {cmd.stage}")
+    if hasattr(cmd, "step") and hasattr(e, "step") and not isinstance(e, ev.RolloutScored):
+        _same("step", e.step, cmd.step)  # type: ignore[attr-defined]
+    if isinstance(e, ev.RolloutScored):
+        _rollout_conforms(state, cmd, e)
+        return
+    pending = getattr(cmd, "pending", ())
+    if pending and not isinstance(e, ev.ReflectionProposed):
+        raise Mismatch(f"{e.TYPE} while {len(pending)} unit(s) of stage {cmd.stage} are unscored")
+    match cmd, e:
+        case tr.PlanEpoch(), ev.EpochPlanned():
+            _same("epoch", e.epoch, cmd.epoch)
+        case tr.CompleteEpoch(), ev.EpochCompleted():
+            _same("epoch", e.epoch, cmd.epoch)
+        case tr.Reflect(), ev.ReflectionProposed():
+            if e.minibatch_id not in cmd.pending:
+                raise Mismatch(f"minibatch {e.minibatch_id} is not pending")
+        case tr.SkipStep(), ev.StepSkipped():
+            _same("skip reason", e.reason, cmd.reason)
+        case tr.EvaluateCandidate(), ev.CandidateEvaluated():
+            _same("evaluated skill", e.skill_hash, cmd.skill_hash)
+            _same("cache hit", e.cache_hit, cmd.cache_hit)
+        case tr.FinalSelection(), ev.FinalEvaluated():
+            _same(
+                "final selection",
+                (e.split, e.role, e.skill_hash),
+                ("selection", "final", cmd.skill_hash),
+            )
+            _same("reused", e.reused, cmd.reuse)
+        case tr.FinalTest(), ev.FinalEvaluated():
+            _same("final test", (e.split, e.role, e.skill_hash), ("test", cmd.role, cmd.skill_hash))
+            _same("reused", e.reused, cmd.reuse)
+
+
+def _rollout_conforms(state: TrainerState, cmd: tr.Command, e: ev.RolloutScored) -> None:
+    if isinstance(cmd, tr.RolloutTrain):
+        assert state.progress is not None
+        _same(
+            "rollout",
+            (e.phase, e.step, e.skill_hash),
+            ("train", cmd.step, state.progress.parent_hash),
+        )
+        if (e.batch, e.item_id) not in cmd.pending:
+            raise Mismatch(f"train item {unit_key(e.batch, e.item_id)} is not pending")
+        return
+    phase = _EVAL_PHASE[type(cmd)]
+    _same("rollout", (e.phase, e.skill_hash), (phase, cmd.skill_hash))  # type: ignore[attr-defined]
+    if e.item_id not in cmd.pending:  # type: ignore[attr-defined]
+        raise Mismatch(f"{phase} item {e.item_id} is not pending")
+
+
+# -- layer 2: the content is what the pure functions give -----------------------------------
 
 
 def _eval_scores(
@@ -53,89 +159,173 @@ def _eval_scores(
 
 def _check_scores(s: TrainerState, e: Any, phase: str, ids: Sequence[str]) -> None:
     hard, soft, n = _eval_scores(s, phase, e.skill_hash, ids)
-    _same("n", e.n, n)
-    _same("hard", e.hard, hard)
-    _same("soft", e.soft, soft)
+    _same("n, hard, soft", (e.n, e.hard, e.soft), (n, hard, soft))
     c = s.cfg.evaluation
     _same("gate_score", e.gate_score, gate_score(hard, soft, c.gate_metric, c.gate_mixed_weight))
 
 
-def _run_created(s: TrainerState, e: ev.RunCreated, texts: Mapping[str, str]) -> str:
+def _run_created(s: TrainerState, e: ev.RunCreated, texts: Texts) -> str:
     _blob(texts, e.initial_skill_hash, "initial skill")
     return "blobs"
 
 
-def _rollout(s: TrainerState, e: ev.RolloutScored, texts: Mapping[str, str]) -> str:
+def _dataset(s: TrainerState, e: ev.DatasetLoaded, texts: Texts) -> str:
+    t = s.cfg.train
+    spe = steps_per_epoch(len(e.train), t.batch_size, t.accumulation)
+    _same("steps per epoch, total", (e.steps_per_epoch, e.total_steps), (spe, spe * t.num_epochs))
+    for name, ids in (("train", e.train), ("selection", e.selection), ("test", e.test)):
+        if len(set(ids)) != len(ids):
+            raise Mismatch(f"duplicate item ids in {name}")
+    return "plans"
+
+
+def _rollout(s: TrainerState, e: ev.RolloutScored, texts: Texts) -> str:
     _blob(texts, e.trajectory_hash, f"trajectory of {e.item_id}")
     return "blobs"
 
 
-def _baseline(s: TrainerState, e: ev.BaselineEvaluated, texts: Mapping[str, str]) -> str:
+def _baseline(s: TrainerState, e: ev.BaselineEvaluated, texts: Texts) -> str:
     _same("baseline skill", e.skill_hash, s.initial_hash)
     assert s.dataset is not None
     _check_scores(s, e, "selection", s.dataset.selection)
     return "aggregates"
 
 
-def _epoch(s: TrainerState, e: ev.EpochPlanned, texts: Mapping[str, str]) -> str:
+def _epoch(s: TrainerState, e: ev.EpochPlanned, texts: Texts) -> str:
     assert s.dataset is not None
-    _same("epoch seed", e.seed, derive_seed(s.cfg.train.seed, e.epoch, 0, "epoch_plan"))
-    planned = {i for step in e.steps for batch in step for i in batch}
-    _same("epoch covers the train split", planned, set(s.dataset.train))
+    t = s.cfg.train
+    seed = epoch_seed(t.seed, e.epoch)
+    _same("epoch seed", e.seed, seed)
+    _same("first step", e.first_step, (e.epoch - 1) * s.dataset.steps_per_epoch + 1)
+    _same("epoch batches", e.steps, plan_epoch(s.dataset.train, seed, t.batch_size, t.accumulation))
     return "plans"
 
 
-def _reflection_plan(s: TrainerState, e: ev.ReflectionPlanned, texts: Mapping[str, str]) -> str:
+def _reflection_plan(s: TrainerState, e: ev.ReflectionPlanned, texts: Texts) -> str:
+    p = s.progress
+    assert p is not None
     items = s.step_items(e.step)
     hard, soft, n = aggregate((x.hard, x.soft) for x in items.values())
     _same("rollout aggregate", (e.rollout_hard, e.rollout_soft, e.rollout_n), (hard, soft, n))
-    fails = {i for i, x in items.items() if is_failure(x.hard)}
+    fails = [i for i, x in items.items() if is_failure(x.hard)]
+    oks = [i for i, x in items.items() if not is_failure(x.hard)]
+    _same("failures, successes", (e.n_failures, e.n_successes), (len(fails), len(oks)))
+    _same("plan", (e.epoch, e.skill_hash), (p.epoch, p.parent_hash))
+    seed = reflection_seed(s.cfg.train.seed, p.epoch, e.step)
+    _same("reflection seed", e.seed, seed)
     g = s.cfg.gradient
-    for kind, want in (("failure", fails), ("success", set(items) - fails)):
-        got = [i for m in e.minibatches if m.source_type == kind for i in m.item_ids]
-        expected = set() if kind == "success" and g.failure_only else want
-        _same(f"{kind} minibatch items", sorted(got), sorted(expected))
-    if any(len(m.item_ids) > g.minibatch_size for m in e.minibatches):
-        raise Mismatch("a minibatch exceeds gradient.minibatch_size")
-    return "reflection_plans"
+    derived = plan_minibatches(fails, oks, seed, g.minibatch_size, g.failure_only)
+    _same("minibatches", [(m.id, m.source_type, m.item_ids) for m in e.minibatches], derived)
+    return "plans"
 
 
-def _merged(s: TrainerState, e: ev.PatchesMerged, texts: Mapping[str, str]) -> str:
+def _proposed(s: TrainerState, e: ev.ReflectionProposed, texts: Texts) -> str:
     p = s.progress
-    assert p is not None
-    sources = {k: list(v.edits) for k, v in p.proposals.items()}
-    for node in e.nodes:
-        if node.fallback == "concatenate":
+    assert p is not None and p.reflection is not None
+    mb = next(m for m in p.reflection.minibatches if m.id == e.minibatch_id)
+    _same("minibatch", (e.source_type, e.item_ids), (mb.source_type, mb.item_ids))
+    reply = _blob(texts, e.call.response_hash, "reflection reply")
+    _blob(texts, e.call.prompt_hash, "reflection prompt")
+    budget = s.cfg.optimizer.learning_rate
+    try:
+        r = parse_reflection(reply, e.source_type, len(e.item_ids), budget)
+    except ReplyError as exc:
+        _same("unusable reply", (e.ok, e.error, e.edits), (False, str(exc), []))
+        return "replies"
+    _same(
+        "parsed reply",
+        (e.ok, e.reasoning, e.edits, e.truncated, e.failure_summary, e.success_patterns),
+        (True, r.reasoning, r.edits, r.truncated, r.failure_summary, r.success_patterns),
+    )
+    return "replies"
+
+
+def _merged(s: TrainerState, e: ev.PatchesMerged, texts: Texts) -> str:
+    p = s.progress
+    assert p is not None and p.reflection is not None
+    ordered = [p.proposals[m.id] for m in p.reflection.minibatches if p.proposals[m.id].edits]
+    edits = {x.minibatch_id: list(x.edits) for x in ordered}
+    calls, root = merge_plan(
+        [x.minibatch_id for x in ordered if x.source_type == "failure"],
+        [x.minibatch_id for x in ordered if x.source_type == "success"],
+        s.cfg.gradient.merge_batch_size,
+    )
+    _same(
+        "merge tree",
+        [(n.id, n.level, n.group, n.inputs) for n in e.nodes],
+        [(c.id, c.level, c.group, list(c.inputs)) for c in calls],
+    )
+    for node, call in zip(e.nodes, calls, strict=True):
+        if node.call is None:
+            raise Mismatch(f"merge node {node.id} has no recorded call")
+        reply = _blob(texts, node.call.response_hash, f"merge reply of {node.id}")
+        try:
+            _, derived = parse_merge(reply, default_source(call.group))
             _same(
-                f"fallback of {node.id}", node.edits, [x for i in node.inputs for x in sources[i]]
+                f"merge node {node.id}", (node.ok, node.fallback, node.edits), (True, "", derived)
             )
-        sources[node.id] = list(node.edits)
-    _same("merged edits", e.edits, sources.get(e.root))
+        except ReplyError as exc:
+            concat = [x for i in call.inputs for x in edits[i]]
+            _same(
+                f"merge node {node.id}",
+                (node.ok, node.error, node.fallback, node.edits),
+                (False, str(exc), "concatenate", concat),
+            )
+        edits[node.id] = list(node.edits)
+    _same("merged patch", (e.root, e.edits), (root, edits[root]))
     return "merges"
 
 
-def _selected(s: TrainerState, e: ev.EditsSelected, texts: Mapping[str, str]) -> str:
+def _selected(s: TrainerState, e: ev.EditsSelected, texts: Texts) -> str:
     p = s.progress
     assert p is not None and p.merged is not None
     o = s.cfg.optimizer
-    _same("schedule t", e.schedule_t, s.budget_t + 1)
     _same(
-        "budget",
-        e.budget,
-        edit_budget(
-            o.lr_scheduler, o.learning_rate, o.min_learning_rate, e.schedule_t, s.total_steps
-        ),
+        "schedule",
+        (e.scheduler, e.schedule_t, e.schedule_total),
+        (o.lr_scheduler, s.budget_t + 1, s.total_steps),
     )
+    budget = edit_budget(
+        o.lr_scheduler, o.learning_rate, o.min_learning_rate, e.schedule_t, s.total_steps
+    )
+    _same("budget", e.budget, budget)
     merged = list(p.merged.edits)
-    if len(merged) <= e.budget:
-        _same("kept (within budget)", e.kept_indices, list(range(len(merged))))
-    if len(e.kept_indices) > e.budget:
-        raise Mismatch(f"{len(e.kept_indices)} edits kept over a budget of {e.budget}")
-    _same("selected edits", e.edits, [merged[i] for i in e.kept_indices])
+    _same("n_merged", e.n_merged, len(merged))
+    if budget == 0 or len(merged) <= budget:
+        kept = [] if budget == 0 else list(range(len(merged)))
+        _same("selection without ranking", (e.kept_indices, e.ranking), (kept, None))
+    else:
+        if e.ranking is None:
+            raise Mismatch(f"{len(merged)} edits over a budget of {budget} but no ranking call")
+        reply = _blob(texts, e.ranking.call.response_hash, "ranking reply")
+        try:
+            r = parse_ranking(reply, len(merged), budget)
+            kept = r.selected
+            _same(
+                "ranking",
+                (
+                    e.ranking.ok,
+                    e.ranking.reasoning,
+                    e.ranking.raw_indices,
+                    e.ranking.invalid_indices,
+                    e.ranking.beyond_budget,
+                ),
+                (True, r.reasoning, r.raw_indices, r.invalid, r.beyond_budget),
+            )
+        except ReplyError as exc:
+            kept = list(range(budget))
+            _same(
+                "unusable ranking",
+                (e.ranking.ok, e.ranking.error, e.ranking.fallback),
+                (False, str(exc), "first_k"),
+            )
+        _same("kept indices", e.kept_indices, kept)
+    _same("dropped indices", e.dropped_indices, [i for i in range(len(merged)) if i not in kept])
+    _same("selected edits", e.edits, [merged[i] for i in kept])
     return "budgets"
 
 
-def _built(s: TrainerState, e: ev.CandidateBuilt, texts: Mapping[str, str]) -> str:
+def _built(s: TrainerState, e: ev.CandidateBuilt, texts: Texts) -> str:
     p = s.progress
     assert p is not None and p.selected is not None
     _same("parent", e.parent_hash, p.parent_hash)
@@ -143,61 +333,63 @@ def _built(s: TrainerState, e: ev.CandidateBuilt, texts: Mapping[str, str]) -> s
     _same("candidate hash", e.candidate_hash, sha256_text(text))
     _same("apply report", [r.model_dump() for r in e.report], report)
     _same("applied/skipped", (e.n_applied, e.n_skipped), count_statuses(report))
+    _same("length", e.length, len(text))
     _blob(texts, e.candidate_hash, "candidate skill")
     return "candidates"
 
 
-def _evaluated(s: TrainerState, e: ev.CandidateEvaluated, texts: Mapping[str, str]) -> str:
-    p = s.progress
-    assert p is not None and p.candidate is not None and s.dataset is not None
-    _same("evaluated skill", e.skill_hash, p.candidate.candidate_hash)
-    if e.cache_hit:
-        cached = s.selection_cache.get(e.skill_hash)
-        if cached is None:
-            raise Mismatch("cache hit recorded for a skill never evaluated")
-        _same("cached score", (e.hard, e.soft, e.n), (cached.hard, cached.soft, cached.n))
-    else:
-        _check_scores(s, e, "selection", s.dataset.selection)
-    return "aggregates"
-
-
-def _gate(s: TrainerState, e: ev.GateDecided, texts: Mapping[str, str]) -> str:
-    p = s.progress
-    assert p is not None and p.evaluated is not None
-    _same("candidate score", e.candidate_score, p.evaluated.gate_score)
-    _same("current score", e.current_score, s.current_score)
-    _same("best score", e.best_score, s.best_score)
-    verdict = decide_gate(
-        e.candidate_score, e.current_score, e.best_score, s.cfg.evaluation.use_gate
-    )
-    _same("gate action", e.action, verdict.action)
-    _same("gate rule", e.rule, verdict.rule)
-    return "gate_verdicts"
-
-
-def _completed(s: TrainerState, e: ev.StepCompleted, texts: Mapping[str, str]) -> str:
+def _skipped(s: TrainerState, e: ev.StepSkipped, texts: Texts) -> str:
     p = s.progress
     assert p is not None
-    current = (s.current_hash, s.current_score)
-    best = (s.best_hash, s.best_score, s.best_step)
-    if p.decided is not None:
-        _same("step action", e.action, p.decided.action)
-        verdict = decide_gate(
-            p.decided.candidate_score, s.current_score, s.best_score, p.decided.use_gate
-        )
-        cand = (p.decided.candidate_hash, p.decided.candidate_score)
-        if verdict.becomes_current:
-            current = cand
-        if verdict.becomes_best:
-            best = (*cand, e.step)
-    elif p.skipped is not None:
-        _same("step action", e.action, f"skip_{p.skipped.reason}")
-    _same("current after step", (e.current_hash, e.current_score), current)
-    _same("best after step", (e.best_hash, e.best_score, e.best_step), best)
+    _same("skipped step", (e.epoch, e.skill_hash), (p.epoch, s.current_hash))
     return "step_results"
 
 
-def _final(s: TrainerState, e: ev.FinalEvaluated, texts: Mapping[str, str]) -> str:
+def _evaluated(s: TrainerState, e: ev.CandidateEvaluated, texts: Texts) -> str:
+    assert s.dataset is not None
+    if e.cache_hit:
+        cached = s.selection_cache[e.skill_hash]
+        _same(
+            "cached score",
+            (e.hard, e.soft, e.n, e.gate_score),
+            (cached.hard, cached.soft, cached.n, cached.gate_score),
+        )
+    else:
+        _check_scores(s, e, "selection", s.dataset.selection)
+    _same("metric", e.metric, s.cfg.evaluation.gate_metric)
+    return "aggregates"
+
+
+def _gate(s: TrainerState, e: ev.GateDecided, texts: Texts) -> str:
+    p = s.progress
+    assert p is not None and p.evaluated is not None and p.candidate is not None
+    c = s.cfg.evaluation
+    _same(
+        "gate inputs",
+        (e.candidate_hash, e.candidate_score, e.current_score, e.best_score),
+        (p.candidate.candidate_hash, p.evaluated.gate_score, s.current_score, s.best_score),
+    )
+    _same("gate settings", (e.metric, e.use_gate, e.epoch), (c.gate_metric, c.use_gate, p.epoch))
+    verdict = decide_gate(e.candidate_score, e.current_score, e.best_score, c.use_gate)
+    _same("gate verdict", (e.action, e.rule), (verdict.action, verdict.rule))
+    return "gate_verdicts"
+
+
+def _completed(s: TrainerState, e: ev.StepCompleted, texts: Texts) -> str:
+    _same("step.completed", e, step_completion(s))
+    return "step_results"
+
+
+def _epoch_completed(s: TrainerState, e: ev.EpochCompleted, texts: Texts) -> str:
+    _same(
+        "epoch end",
+        (e.last_step, e.current_hash, e.best_hash, e.best_score),
+        (s.steps_completed, s.current_hash, s.best_hash, s.best_score),
+    )
+    return "step_results"
+
+
+def _final(s: TrainerState, e: ev.FinalEvaluated, texts: Texts) -> str:
     assert s.dataset is not None
     if e.split == "selection":
         cached = s.selection_cache.get(e.skill_hash)
@@ -207,7 +399,11 @@ def _final(s: TrainerState, e: ev.FinalEvaluated, texts: Mapping[str, str]) -> s
             _same("final selection", (e.hard, e.soft, e.n), (cached.hard, cached.soft, cached.n))
         else:
             _check_scores(s, e, "selection", s.dataset.selection)
-        _same("promotion", e.promoted, e.skill_hash != s.best_hash and e.gate_score > s.best_score)
+        _same(
+            "promotion",
+            (e.promoted, e.best_score_before),
+            (e.skill_hash != s.best_hash and e.gate_score > s.best_score, s.best_score),
+        )
     else:
         _check_scores(s, e, "test", s.dataset.test)
         scored = s.scored(eval_key("test", e.skill_hash))
@@ -216,34 +412,71 @@ def _final(s: TrainerState, e: ev.FinalEvaluated, texts: Mapping[str, str]) -> s
     return "aggregates"
 
 
-Check = Callable[[TrainerState, Any, Mapping[str, str]], str]
+def _run_completed(s: TrainerState, e: ev.RunCompleted, texts: Texts) -> str:
+    t = s.totals()
+    _same(
+        "run summary",
+        (
+            e.best_hash,
+            e.best_score,
+            e.best_step,
+            e.final_hash,
+            e.steps,
+            e.accepts,
+            e.rejects,
+            e.skips,
+        ),
+        (
+            s.best_hash,
+            s.best_score,
+            s.best_step,
+            s.current_hash,
+            t["steps"],
+            t["accepts"],
+            t["rejects"],
+            t["skips"],
+        ),
+    )
+    return "step_results"
+
+
+Check = Callable[[TrainerState, Any, Texts], str]
 CHECKS: dict[type[ev.Event], Check] = {
     ev.RunCreated: _run_created,
+    ev.DatasetLoaded: _dataset,
     ev.RolloutScored: _rollout,
     ev.BaselineEvaluated: _baseline,
     ev.EpochPlanned: _epoch,
     ev.ReflectionPlanned: _reflection_plan,
+    ev.ReflectionProposed: _proposed,
     ev.PatchesMerged: _merged,
     ev.EditsSelected: _selected,
     ev.CandidateBuilt: _built,
+    ev.StepSkipped: _skipped,
     ev.CandidateEvaluated: _evaluated,
     ev.GateDecided: _gate,
     ev.StepCompleted: _completed,
+    ev.EpochCompleted: _epoch_completed,
     ev.FinalEvaluated: _final,
+    ev.RunCompleted: _run_completed,
 }
 
 
-def verify_events(
-    events: Sequence[tuple[int, ev.Event]], texts: Mapping[str, str]
-) -> VerifyOutcome:
+def verify_events(events: Sequence[tuple[int, ev.Event]], texts: Texts) -> VerifyOutcome:
     state = TrainerState()
     checks: Counter[str] = Counter()
     for seq, event in events:
-        check = CHECKS.get(type(event))
-        if check is not None:
-            try:
+        try:
+            conforms(state, event)
+            checks["stage_graph"] += 1
+            check = CHECKS.get(type(event))
+            if check is not None:
                 checks[check(state, event, texts)] += 1
-            except Mismatch as exc:
-                return VerifyOutcome(dict(checks), (seq, f"{event.TYPE}: {exc}"))
-        state = apply(state, event)
+            state = apply(state, event)
+        except Mismatch as exc:
+            return VerifyOutcome(dict(checks), (seq, f"{event.TYPE}: {exc}"))
+        except Exception as exc:  # a ledger that breaks the fold is a finding, not a crash
+            return VerifyOutcome(
+                dict(checks), (seq, f"{event.TYPE}: cannot be folded: {type(exc).__name__}: {exc}")
+            )
     return VerifyOutcome(dict(checks), None)

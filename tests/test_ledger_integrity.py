@@ -69,7 +69,7 @@ def test_rechained_forgery_is_caught_by_decision_checks(cli: Cli, small_run: Pat
     res = cli("replay", "--db", str(small_run), "--verify", "--json")
     assert res.code == 1
     assert res.json()["problem"]["seq"] == seq
-    assert "gate action" in res.json()["problem"]["message"]
+    assert "gate verdict" in res.json()["problem"]["message"]
 
 
 def test_forged_score_is_recomputed_from_item_scores(cli: Cli, small_run: Path) -> None:

@@ -56,7 +56,7 @@ def run_created(config: dict[str, Any] | None = None) -> ev.RunCreated:
     return ev.RunCreated(
         run_name="demo",
         config=CONFIG if config is None else config,
-        config_path="skillopt.yaml",
+        config_sha256="0" * 64,
         initial_skill_hash=H0,
         skillopt_version="0.1.0",
     )
