@@ -445,17 +445,16 @@ def runs(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
     ledger = _track(Ledger.open(db))
     rows = []
     for row in ledger.runs():
-        state = load_state(ledger, row.id)
-        rows.append(
-            {
-                "run": row.name,
-                "id": row.id,
-                "created_at": row.created_at,
-                "events": state.seq,
-                "phase": phase_of(state),
-                "best_score": state.best_score if state.baseline else None,
-            }
-        )
+        entry = {"run": row.name, "id": row.id, "created_at": row.created_at}
+        try:
+            state = load_state(ledger, row.id)
+        except CorruptEvent as exc:  # one bad run must not hide the others
+            rows.append(
+                entry | {"events": None, "phase": f"corrupt at seq {exc.seq}", "best_score": None}
+            )
+            continue
+        best = state.best_score if state.baseline else None
+        rows.append(entry | {"events": state.seq, "phase": phase_of(state), "best_score": best})
     if json_:
         emit_json(rows)
         return

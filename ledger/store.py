@@ -96,7 +96,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Transactions are begun explicitly (see _begin) so that writers can take the lock up front.
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
@@ -174,6 +173,13 @@ class Ledger:
             self.upgrade()
 
     def upgrade(self) -> None:
+        if self.engine.dialect.name == "sqlite":
+            # WAL is a property of the file: set once, here, not by every (read-only) open.
+            raw = self.engine.raw_connection()
+            try:
+                raw.cursor().execute("PRAGMA journal_mode=WAL")
+            finally:
+                raw.close()
         cfg = _alembic_config()
         with self.engine.connect() as conn:
             conn = conn.execution_options(skillopt_writer=True)

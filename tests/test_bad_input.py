@@ -94,3 +94,48 @@ def test_db_default_comes_from_environment(
     assert cli("init", str(ROOT / "examples" / "sim.yaml"), "--name", "e").code == 0
     assert db.exists()
     assert cli("runs", "--json").json()[0]["run"] == "e"
+
+
+@pytest.mark.parametrize("value", ["inf", "1e999", "nan"])
+def test_non_finite_numbers_are_refused(cli: Cli, tmp_path: Path, value: str) -> None:
+    db = tmp_path / "x.db"
+    res = cli("init", str(EXAMPLE), "--db", str(db), "--set", f"models.target.temperature={value}")
+    assert res.code == 2 and "models.target.temperature" in res.err
+    assert not db.exists()
+
+
+def test_bad_paths_and_urls_are_one_line_errors(cli: Cli, small_run: Path, tmp_path: Path) -> None:
+    cases = [
+        (["status", "--db", "nosuchdialect://x"], "not a usable database URL"),
+        (["init", str(EXAMPLE), "--db", str(tmp_path / "missing" / "x.db")], "does not exist"),
+        (
+            ["report", "--db", str(small_run), "-o", str(tmp_path / "missing" / "r.md")],
+            "does not exist",
+        ),
+    ]
+    for args, message in cases:
+        res = cli(*args)
+        assert res.code == 2, args
+        assert message in res.err and len(res.err.strip().splitlines()) == 1
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- train\n- env\n")
+    res = cli("init", str(listed), "--db", str(tmp_path / "y.db"), "--set", "train.seed=1")
+    assert res.code == 2 and "top level must be a mapping" in res.err
+
+
+def test_reading_an_empty_file_leaves_it_untouched(cli: Cli, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    res = cli("status", "--db", str(empty))
+    assert res.code == 2 and "empty" in res.err
+    assert empty.stat().st_size == 0
+
+
+def test_ledgers_do_not_depend_on_how_the_config_path_is_spelled(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    first, second = tmp_path / "a.db", tmp_path / "b.db"
+    assert cli("init", "examples/sim.yaml", "--db", str(first), "--name", "p").code == 0
+    assert cli("init", str(EXAMPLE.resolve()), "--db", str(second), "--name", "p").code == 0
+    assert event_rows(first) == event_rows(second)

@@ -160,3 +160,22 @@ def test_accumulation_failure_only_and_mixed_metric(cli: Cli, tmp_path: Path) ->
         assert p["metric"] == "mixed"
         assert abs(p["gate_score"] - (0.7 * p["hard"] + 0.3 * p["soft"])) < 1e-12
     assert cli("replay", "--db", db, "--verify").code == 0
+
+
+def test_a_zero_budget_selects_nothing_without_a_ranking_call(cli: Cli, tmp_path: Path) -> None:
+    db = _init(
+        cli,
+        tmp_path,
+        "--set",
+        "optimizer.min_learning_rate=0",
+        "--set",
+        "optimizer.lr_scheduler=linear",
+    )
+    assert cli("run", "--db", db).code == 0
+    selected = cli("events", "--db", db, "--type", "edits.selected", "--json").json()
+    last = selected[-1]["payload"]
+    assert last["schedule_t"] == last["schedule_total"] and last["budget"] == 0
+    assert last["edits"] == [] and last["ranking"] is None
+    steps = cli("report", "--db", db, "--json").json()["steps"]
+    assert steps[-1]["action"] == "skip_nothing_applied"
+    assert cli("replay", "--db", db, "--verify").code == 0
