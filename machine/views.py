@@ -176,7 +176,12 @@ def render_markdown(report: Mapping[str, Any], texts: Mapping[str, str]) -> str:
     for s in report["steps"]:
         out += [f"### Step {s['step']}: {s['action']}", "", f"Decision: {s['rule']}", ""]
         for i, edit in enumerate(s["edits"], start=1):
-            where = f" after/at `{_cell(edit['target'], 40)}`" if edit["target"] else ""
+            verb = {"insert_after": "after", "replace": "replacing", "delete": "deleting"}
+            where = (
+                f" {verb.get(edit['op'], 'at')} `{_cell(edit['target'], 40)}`"
+                if edit["target"]
+                else ""
+            )
             out.append(
                 f"{i}. `{edit['op']}`{where} ({edit['source_type']}): {_cell(edit['content'])} "
                 f"-> **{edit['status']}**"

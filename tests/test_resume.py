@@ -91,3 +91,19 @@ def test_killed_runs_resume_to_the_uninterrupted_ledger(cli: Cli, tmp_path: Path
     assert _next(db) is None
     assert event_rows(db) == event_rows(reference)
     assert cli("replay", "--db", str(db), "--verify").code == 0
+
+
+def test_two_writers_on_one_run_never_corrupt_it(cli: Cli, tmp_path: Path) -> None:
+    reference = tmp_path / "reference.db"
+    assert cli("init", str(EXAMPLE), "--db", str(reference), "--name", "r", *SLOW).code == 0
+    assert cli("run", "--db", str(reference)).code == 0
+    db = tmp_path / "shared.db"
+    assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "r", *SLOW).code == 0
+    procs = [skillopt_process("run", "--db", str(db), "--run", "r") for _ in range(2)]
+    codes = [p.wait(timeout=120) for p in procs]
+    errors = [p.stderr.read() for p in procs]
+    assert sorted(codes) == [0, 1], errors
+    loser = errors[codes.index(1)]
+    assert "another process" in loser and len(loser.strip().splitlines()) == 1
+    assert event_rows(db) == event_rows(reference)
+    assert cli("verify", "--db", str(db)).code == 0
