@@ -23,7 +23,9 @@ app = typer.Typer(
         "Train skill documents for frozen LLMs. Every stage of a run is an event in a ledger "
         "(SQLite by default): runs resume exactly after a crash, and reports replay from the "
         "ledger alone.\n\nStart with: skillopt init examples/sim.yaml --name demo; "
-        "then skillopt run; then skillopt report --md."
+        "then skillopt run; then skillopt report --md.\n\n"
+        "Exit codes: 0 ok; 1 a check failed or the run failed; 2 bad input (config, file, "
+        "name, dataset, ledger)."
     ),
     no_args_is_help=True,
     add_completion=False,
