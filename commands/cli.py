@@ -33,6 +33,12 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Ledger maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+skill_app = typer.Typer(
+    help="Skill versions of a run. REF: initial, best, current, final, step:N (current after "
+    "step N), candidate:N (built at step N), or a hash prefix.",
+    no_args_is_help=True,
+)
+app.add_typer(skill_app, name="skill")
 
 
 DbOpt = Annotated[
@@ -464,6 +470,156 @@ def runs(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
         print(
             f"{r['run']:<20} {r['id']}  {r['created_at']}  {r['events'] or 0:>6} events  {r['phase']}"
         )
+
+
+RefArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="REF",
+        help="initial | best | current | final | step:N | candidate:N | hash prefix",
+    ),
+]
+
+
+def _skill(db: str, run: str | None, ref: str) -> tuple[Any, Any, str]:
+    """(ledger, state, full hash) of the skill REF names in the run."""
+    from commands.runner import load_state
+    from machine.history import RefError, resolve
+
+    ledger, row = _open(db, run)
+    state = load_state(ledger, row.id)
+    try:
+        return ledger, state, resolve(state, ref)
+    except RefError as exc:
+        raise InputError(f"run {row.name}: {exc}") from None
+
+
+@app.command()
+@cli_errors
+def why(ref: RefArg, db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt = False) -> None:
+    """The evidence chain of a skill version: verdict, parent, edits and where each came from
+    (merge calls, reflection minibatches, their items and fail reasons), selection flips."""
+    from machine.forensics import render_why
+    from machine.forensics import why as why_tree
+
+    _, state, skill = _skill(db, run, ref)
+    tree = why_tree(state, skill)
+    emit_json(tree) if json_ else sys.stdout.write(render_why(tree))
+
+
+@skill_app.command("show")
+@cli_errors
+def skill_show(ref: RefArg, db: DbOpt = DEFAULT_DB, run: RunOpt = None) -> None:
+    """Print the text of a skill version."""
+    ledger, _, skill = _skill(db, run, ref)
+    sys.stdout.write(ledger.get_blob(skill))
+
+
+@skill_app.command("export")
+@cli_errors
+def skill_export(
+    ref: RefArg,
+    output: Annotated[Path, typer.Option("-o", "--output", help="File to write.")],
+    db: DbOpt = DEFAULT_DB,
+    run: RunOpt = None,
+) -> None:
+    """Write a skill version to a file (e.g. the best skill, to ship it)."""
+    ledger, _, skill = _skill(db, run, ref)
+    if not output.parent.is_dir():
+        raise InputError(f"-o {output}: directory {output.parent} does not exist")
+    output.write_text(ledger.get_blob(skill), "utf-8")
+    sys.stderr.write(f"wrote {output} (skill {skill[:12]})\n")
+
+
+@skill_app.command("diff")
+@cli_errors
+def skill_diff(a: RefArg, b: RefArg, db: DbOpt = DEFAULT_DB, run: RunOpt = None) -> None:
+    """Unified diff between two skill versions (e.g. `skill diff initial best`)."""
+    from machine.history import unified_diff
+
+    ledger, _, first = _skill(db, run, a)
+    _, _, second = _skill(db, run, b)
+    texts = ledger.get_blobs([first, second])
+    sys.stdout.write(
+        unified_diff(texts[first], texts[second], f"{a} ({first[:12]})", f"{b} ({second[:12]})")
+    )
+
+
+@skill_app.command("log")
+@cli_errors
+def skill_log(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt = False) -> None:
+    """Every skill version of the run: hash, step, fate, selection score, length."""
+    from machine.history import versions
+
+    ledger, row = _open(db, run)
+    from commands.runner import load_state
+
+    state = load_state(ledger, row.id)
+    found = versions(state)
+    lengths = {h: len(t) for h, t in ledger.get_blobs([v.hash for v in found]).items()}
+    rows = [
+        {
+            "hash": v.hash,
+            "step": v.step,
+            "parent": v.parent,
+            "fate": v.fate,
+            "score": v.score,
+            "length": lengths.get(v.hash),
+            "current": v.hash == state.current_hash,
+            "best": v.hash == state.best_hash,
+        }
+        for v in found
+    ]
+    if json_:
+        emit_json(rows)
+        return
+    _table(
+        ["hash", "step", "fate", "score", "length", ""],
+        [
+            [
+                r["hash"][:12],
+                str(r["step"]),
+                r["fate"],
+                "–" if r["score"] is None else f"{r['score']:.4f}",
+                str(r["length"]),
+                " ".join(m for m in ("current", "best") if r[m]),
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    """A rich table on a terminal, aligned plain text otherwise (pipes, files)."""
+    if sys.stdout.isatty():
+        from rich.table import Table
+
+        table = Table(*header, box=None, pad_edge=False)
+        for row in rows:
+            table.add_row(*row)
+        Console(highlight=False).print(table)
+        return
+    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@app.command()
+@cli_errors
+def blob(
+    prefix: Annotated[str, typer.Argument(help="A blob hash or its prefix (6+ hex digits).")],
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Print a stored text: a skill, a trajectory, an optimizer prompt or reply (see `why`)."""
+    from ledger.store import Ledger
+
+    ledger = _track(Ledger.open(db))
+    if len(prefix) < 6:
+        raise InputError(f"blob {prefix!r}: give at least 6 hex digits")
+    found = ledger.find_blobs(prefix)
+    if len(found) != 1:
+        raise InputError(f"blob {prefix!r}: {'no match' if not found else 'ambiguous prefix'}")
+    sys.stdout.write(ledger.get_blob(found[0]))
 
 
 @db_app.command("upgrade")

@@ -353,6 +353,12 @@ class Ledger:
                     out[h] = t
         return out
 
+    def find_blobs(self, prefix: str) -> list[str]:
+        """Hashes of the blobs starting with `prefix` (at most 5)."""
+        with self.engine.connect() as conn:
+            query = sa.select(BlobRow.hash).where(BlobRow.hash.startswith(prefix.lower())).limit(5)
+            return list(conn.execute(query).scalars())
+
     def get_blob(self, hash_: str) -> str:
         found = self.get_blobs([hash_])
         if hash_ not in found:

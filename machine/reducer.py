@@ -199,6 +199,8 @@ def _record(s: TrainerState, e: ev.StepCompleted) -> StepRecord:
         edits_skipped=cand.n_skipped if cand else 0,
         rule=p.decided.rule if p.decided else (p.skipped.reason if p.skipped else ""),
         edits=_edit_rows(p),
+        current_hash=e.current_hash,
+        best_hash=e.best_hash,
     )
 
 
@@ -222,9 +224,11 @@ def _edit_rows(p: StepProgress) -> tuple[dict[str, str], ...]:
 def _step_completed(s: TrainerState, e: ev.StepCompleted) -> TrainerState:
     changed = e.current_hash != s.current_hash
     best_changed = e.best_hash != s.best_hash or e.best_step != s.best_step
+    assert s.progress is not None
     s = replace(
         s,
         records=(*s.records, _record(s, e)),
+        details={**s.details, e.step: s.progress},
         steps_completed=e.step,
         current_hash=e.current_hash,
         current_score=e.current_score,

@@ -103,6 +103,8 @@ class StepRecord:
     edits_skipped: int
     rule: str
     edits: tuple[dict[str, str], ...] = ()
+    current_hash: str = ""
+    best_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class TrainerState:
     steps_completed: int = 0
     progress: StepProgress | None = None
     records: tuple[StepRecord, ...] = ()
+    details: Mapping[int, StepProgress] = field(default_factory=dict)  # finished steps, in full
     budget_t: int = 0
     selection_cache: Mapping[str, SelectionScore] = field(default_factory=dict)
     rollouts: Mapping[RolloutKey, Mapping[str, ItemScore]] = field(default_factory=dict)
