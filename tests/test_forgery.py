@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from machine.canonical import GENESIS_HASH, event_hash
-from tests.conftest import Cli
+from tests.conftest import EXAMPLE, SMALL, Cli
 
 
 def _forge(
@@ -61,29 +61,51 @@ def _forge_edit(p: dict[str, Any]) -> dict[str, Any]:
 
 
 FORGERIES = [
-    ("epoch.planned", _swap_plan, "epoch batches"),
-    ("reflection.planned", lambda p: {**p, "seed": p["seed"] + 1}, "reflection seed"),
-    ("reflection.proposed", _forge_edit, "parsed reply"),
-    ("edits.selected", lambda p: {**p, "dropped_indices": [7, 8, 9]}, "dropped indices"),
-    ("final.evaluated", lambda p: {**p, "role": "best"}, "final test"),
-    ("run.completed", lambda p: {**p, "accepts": 99}, "run summary"),
-    ("step.completed", lambda p: {**p, "best_score": 1.0}, "step.completed"),
-    ("dataset.loaded", lambda p: {**p, "total_steps": p["total_steps"] + 1}, "steps per epoch"),
+    ("epoch.planned", 0, _swap_plan, "epoch batches"),
+    ("reflection.planned", 0, lambda p: {**p, "seed": p["seed"] + 1}, "reflection seed"),
+    ("reflection.proposed", 0, _forge_edit, "parsed reply"),
+    ("reflection.proposed", 0, lambda p: {**p, "ok": False}, "parsed reply"),
+    ("edits.selected", 0, lambda p: {**p, "dropped_indices": [7, 8, 9]}, "dropped indices"),
+    ("edits.selected", 0, lambda p: {**p, "budget": p["budget"] + 1}, "budget"),
+    ("final.evaluated", 1, lambda p: {**p, "role": "best"}, "final test"),
+    ("final.evaluated", 0, lambda p: {**p, "promoted": True}, "promotion"),
+    ("run.completed", 0, lambda p: {**p, "accepts": 99}, "run summary"),
+    ("step.completed", 0, lambda p: {**p, "best_score": 1.0}, "step.completed"),
+    ("dataset.loaded", 0, lambda p: {**p, "total_steps": p["total_steps"] + 1}, "steps per epoch"),
+    ("baseline.evaluated", 0, lambda p: {**p, "soft": 0.99}, "n, hard, soft"),
+    ("patches.merged", 0, lambda p: {**p, "edits": p["edits"][:1]}, "merged patch"),
+    ("candidate.built", 0, lambda p: {**p, "candidate_hash": "f" * 64}, "candidate hash"),
+    ("candidate.evaluated", 0, lambda p: {**p, "hard": 0.99}, "n, hard, soft"),
+    ("gate.decided", 0, lambda p: {**p, "current_score": 0.0}, "gate inputs"),
+    ("epoch.completed", 0, lambda p: {**p, "best_score": 0.0}, "epoch end"),
 ]
 
 
-@pytest.mark.parametrize(("type_", "change", "named"), FORGERIES, ids=[f[0] for f in FORGERIES])
-def test_rechained_forgery_is_refused(
-    cli: Cli, small_run: Path, type_: str, change: Any, named: str
-) -> None:
-    nth = 1 if type_ == "final.evaluated" else 0  # the first final.evaluated is the selection one
-    seq = _forge(small_run, type_, change, nth)
-    assert cli("verify", "--db", str(small_run)).code == 0  # the chain itself is consistent
-    res = cli("replay", "--db", str(small_run), "--verify", "--json")
+def _refused(cli: Cli, db: Path, seq: int, named: str) -> None:
+    assert cli("verify", "--db", str(db)).code == 0  # the chain itself is consistent
+    res = cli("replay", "--db", str(db), "--verify", "--json")
     assert res.code == 1, res.out
     problem = res.json()["problem"]
     assert problem["seq"] == seq
     assert named in problem["message"]
+
+
+@pytest.mark.parametrize(
+    ("type_", "nth", "change", "named"), FORGERIES, ids=[f"{f[0]}-{f[3]}" for f in FORGERIES]
+)
+def test_rechained_forgery_is_refused(
+    cli: Cli, small_run: Path, type_: str, nth: int, change: Any, named: str
+) -> None:
+    _refused(cli, small_run, _forge(small_run, type_, change, nth), named)
+
+
+def test_a_forged_skip_reason_is_refused(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "skips.db"
+    args = ["--set", "models.optimizer.options.unusable_rate=1.0", *SMALL]
+    assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "s", *args).code == 0
+    assert cli("run", "--db", str(db)).code == 0
+    seq = _forge(db, "step.skipped", lambda p: {**p, "reason": "nothing_applied"})
+    _refused(cli, db, seq, "skip reason")
 
 
 def test_an_event_that_does_not_decode_is_named_everywhere(cli: Cli, small_run: Path) -> None:
