@@ -376,32 +376,45 @@ def _blob_refs(value: Any) -> list[str]:
 def report(
     db: DbOpt = DEFAULT_DB,
     run: RunOpt = None,
-    md: Annotated[bool, typer.Option("--md", help="Markdown report (default).")] = False,
+    md: Annotated[bool, typer.Option("--md", help="Markdown (the default).")] = False,
     json_: JsonOpt = False,
+    html: Annotated[bool, typer.Option("--html", help="One self-contained HTML page.")] = False,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write to this file.")
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Write here; with --md the score chart goes next to it."
+        ),
     ] = None,
 ) -> None:
     """The run's report, rendered from the ledger alone (same ledger, same bytes)."""
     from commands.runner import load_state
+    from machine.charts import score_chart_svg
+    from machine.html_report import render_html
     from machine.views import render_markdown, report_data
 
-    if md and json_:
-        raise InputError("choose one of --md and --json")
+    if md + json_ + html > 1:
+        raise InputError("choose one of --md, --json and --html")
+    if output is not None and not output.parent.is_dir():
+        raise InputError(f"-o {output}: directory {output.parent} does not exist")
     ledger, row = _open(db, run)
     state = load_state(ledger, row.id)
     data = report_data(state)
+    texts = ledger.get_blobs([state.best_hash, state.initial_hash])
+    chart: Path | None = None
     if json_:
         text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    elif html:
+        text = render_html(data, texts)
     else:
-        text = render_markdown(data, ledger.get_blobs([state.best_hash]))
+        chart = output.with_name(f"{output.stem}.scores.svg") if output is not None else None
+        text = render_markdown(data, texts, chart.name if chart else None)
     if output is None:
         sys.stdout.write(text)
-    elif not output.parent.is_dir():
-        raise InputError(f"-o {output}: directory {output.parent} does not exist")
-    else:
-        output.write_text(text, "utf-8")
-        sys.stderr.write(f"wrote {output}\n")
+        return
+    output.write_text(text, "utf-8")
+    if chart is not None:
+        chart.write_text(score_chart_svg(data), "utf-8")
+    sys.stderr.write(f"wrote {output}" + (f" and {chart}" if chart else "") + "\n")
 
 
 @app.command()

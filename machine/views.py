@@ -7,6 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from machine.canonical import short
+from machine.history import unified_diff
 from machine.state import TrainerState
 from machine.transitions import FINAL_TEST_ROLES, next_command
 
@@ -116,8 +117,11 @@ def _cell(text: str, width: int = 90) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def render_markdown(report: Mapping[str, Any], texts: Mapping[str, str]) -> str:
-    """The human report. `texts` maps skill hashes to their text (the best skill is shown)."""
+def render_markdown(
+    report: Mapping[str, Any], texts: Mapping[str, str], chart: str | None = None
+) -> str:
+    """The human report. `texts` maps skill hashes to their text (initial and best are shown);
+    `chart` is the file name of the score chart written next to the report, if any."""
     cfg = report["config"]
     data = report["dataset"] or {}
     sizes = data.get("sizes", {})
@@ -152,6 +156,8 @@ def render_markdown(report: Mapping[str, Any], texts: Mapping[str, str]) -> str:
         f"| final | `{short(fin['final_skill_hash'])}` | {_f(fin['final_score'])} | last current skill |"
     )
     t = report["totals"]
+    if chart:
+        out += ["", f"![Selection score per step]({chart})"]
     out += [
         "",
         f"{t['steps']} step(s): {t['accepts']} accepted, {t['rejects']} rejected, {t['skips']} skipped.",
@@ -200,6 +206,10 @@ def render_markdown(report: Mapping[str, Any], texts: Mapping[str, str]) -> str:
             out.append(f"| {stage} | {tok['calls']} | {tok['input']} | {tok['output']} |")
         out.append("")
     best = texts.get(fin["best_skill_hash"])
+    initial = texts.get(fin["initial_skill_hash"])
+    if best is not None and initial is not None and best != initial:
+        diff = unified_diff(initial, best, "initial", f"best ({short(fin['best_skill_hash'])})")
+        out += ["## Best skill against the initial one", "", "```diff", diff.rstrip(), "```", ""]
     if best is not None:
         out += [
             f"## Best skill (`{short(fin['best_skill_hash'])}`)",

@@ -49,9 +49,16 @@ def test_report_and_replay_are_pure(cli: Cli, small_run: Path, tmp_path: Path) -
     assert "## Steps" in md1 and "## Best skill" in md1
     js = [cli("report", "--db", str(p), "--json").out for p in (small_run, copy)]
     assert js[0] == js[1]
-    out = tmp_path / "r.md"
-    assert cli("report", "--db", str(copy), "--md", "-o", str(out)).code == 0
-    assert out.read_text() == md1
+    written = []
+    for db, folder in ((small_run, "one"), (copy, "two")):
+        (tmp_path / folder).mkdir()
+        out = tmp_path / folder / "r.md"
+        assert cli("report", "--db", str(db), "--md", "-o", str(out)).code == 0
+        written.append((out.read_bytes(), (tmp_path / folder / "r.scores.svg").read_bytes()))
+    assert written[0] == written[1]
+    assert written[0][0].decode() == md1.replace(
+        "\n\n4 step(s)", "\n\n![Selection score per step](r.scores.svg)\n\n4 step(s)", 1
+    )
     status = cli("status", "--db", str(small_run), "--json").json()
     replayed = cli("replay", "--db", str(copy), "--json").json()
     assert replayed == status
