@@ -635,6 +635,41 @@ def blob(
     sys.stdout.write(ledger.get_blob(found[0]))
 
 
+@app.command()
+@cli_errors
+def export(
+    folder: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Folder to write (created; must be empty).")
+    ],
+    db: DbOpt = DEFAULT_DB,
+    run: RunOpt = None,
+    format_: Annotated[
+        str, typer.Option("--format", help="Only `skillopt` (the reference layout).")
+    ] = "skillopt",
+) -> None:
+    """Write the run in the reference trainer's output layout (config.json, history.json,
+    skills/, best_skill.md, runtime_state.json, summary.json, steps/step_NNNN/...)."""
+    from commands.runner import load_state
+    from machine.export import export_reference
+
+    if format_ != "skillopt":
+        raise InputError(f"--format {format_}: unknown format (known: skillopt)")
+    if folder.exists() and any(folder.iterdir()):
+        raise InputError(f"{folder} is not empty; export writes into a new or empty folder")
+    ledger, row = _open(db, run)
+    state = load_state(ledger, row.id)
+    if state.dataset is None:
+        raise InputError(f"run {row.name} has not started; nothing to export")
+    skills = [state.initial_hash, state.best_hash, *(r.current_hash for r in state.records)]
+    skills += [p.candidate.candidate_hash for p in state.details.values() if p.candidate]
+    files = export_reference(state, ledger.get_blobs(skills), str(folder.resolve()))
+    for rel, text in files.items():
+        target = folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, "utf-8")
+    sys.stderr.write(f"wrote {len(files)} files to {folder}\n")
+
+
 @db_app.command("upgrade")
 @cli_errors
 def db_upgrade(db: DbOpt = DEFAULT_DB) -> None:

@@ -13,7 +13,7 @@ from machine.history import unified_diff
 
 CSS = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#1f2328}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:left}
+table{border-collapse:collapse;margin:.5em 0;display:block;overflow-x:auto;font-size:14px}td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:left}
 th{background:#f6f8fa}code,pre{font-family:ui-monospace,monospace;font-size:12px}
 pre{background:#f6f8fa;padding:8px;overflow-x:auto}details{margin:.3em 0}summary{cursor:pointer}
 .accept_new_best,.accept{color:#1a7f37}.reject{color:#cf222e}.force_accept{color:#0969da}

@@ -106,7 +106,15 @@ def _rollout_scored(s: TrainerState, e: ev.RolloutScored) -> TrainerState:
     else:
         key, unit = eval_key(e.phase, e.skill_hash), e.item_id
     score = ItemScore(
-        e.item_id, e.hard, e.soft, e.fail_reason, e.task_type, e.trajectory_hash, e.feedback, s.seq
+        e.item_id,
+        e.hard,
+        e.soft,
+        e.fail_reason,
+        e.task_type,
+        e.trajectory_hash,
+        e.feedback,
+        s.seq,
+        (e.tokens.input, e.tokens.output),
     )
     scored = {**s.rollouts.get(key, {}), unit: score}
     return _count(

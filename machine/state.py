@@ -51,6 +51,7 @@ class ItemScore:
     trajectory_hash: str
     feedback: Mapping[str, Any]
     seq: int
+    tokens: tuple[int, int] = (0, 0)  # (input, output)
 
 
 @dataclass(frozen=True)
