@@ -670,6 +670,78 @@ def export(
     sys.stderr.write(f"wrote {len(files)} files to {folder}\n")
 
 
+@app.command()
+@cli_errors
+def fork(
+    at: Annotated[int, typer.Option("--at", help="Copy the origin's events up to this seq.")],
+    name: Annotated[str, typer.Option("--name", help="Name of the new run.")],
+    db: DbOpt = DEFAULT_DB,
+    run: RunOpt = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Change a setting from here on: --set train.num_epochs=4 (repeatable)."
+        ),
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """A what-if run: a new run whose ledger starts with the origin's events up to SEQ (copied,
+    re-chained), then continues under changed settings. The shared prefix costs nothing.
+    Settings the prefix already used (data, batches, seeds, the gate's scale) cannot change."""
+    from commands.clock import utc_now
+    from commands.runner import fold
+    from machine.canonical import canonical_json, sha256_text
+    from machine.config import ConfigError, apply_override, validate_config
+    from machine.events import ForkOrigin, RunCreated, SettingsChanged
+    from machine.fork import changes, fork_problems
+    from machine.verify import verify_events
+
+    ledger, row = _open(db, run)
+    stored = ledger.read(row.id)
+    if not 1 <= at <= len(stored):
+        raise InputError(f"--at {at}: run {row.name} has events 1..{len(stored)}")
+    prefix = stored[:at]
+    state = fold(prefix)
+    old = dict(state.config_data)
+    try:
+        data: dict[str, Any] = old
+        for assignment in set_ or []:
+            data = apply_override(data, assignment)
+        config = validate_config(data)
+        new = config.model_dump(mode="json")
+    except ConfigError as exc:
+        raise InputError(f"--set: {exc}") from None
+    diff = changes(old, new)
+    problems = fork_problems(state, config, diff)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InputError(f"fork refused: {problems[0]}{more}")
+    origin = ForkOrigin(run_name=row.name, run_id=row.id, seq=at)
+    first = RunCreated.model_validate(
+        prefix[0].payload | {"run_name": name, "forked_from": origin.model_dump()}
+    )
+    events = [first, *(e.event() for e in prefix[1:])]
+    stamps = [e.recorded_at for e in prefix[1:]]
+    if diff:
+        events.append(SettingsChanged(changes=diff, config=new))
+        stamps.append(utc_now())
+    hashes = {h for e in events for h in _blob_refs(e.payload())}
+    outcome = verify_events(list(enumerate(events, start=1)), ledger.get_blobs(hashes))
+    if outcome.problem is not None:
+        raise InputError(f"fork refused: seq {outcome.problem[0]}: {outcome.problem[1]}")
+    run_id = "r" + sha256_text(canonical_json([name, old, row.id, at]))[:12]
+    ledger.create_run(run_id, name, new, utc_now(), first)
+    ledger.append(run_id, 1, events[1:], stamps)
+    if json_:
+        emit_json({"run": name, "id": run_id, "forked_from": origin.model_dump(), "changes": diff})
+    else:
+        changed = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()) or "no settings"
+        print(
+            f"forked run {name!r} (id {run_id}) from {row.name} at seq {at}; changed {changed}; "
+            f"next: skillopt run --db {db} --run {name}"
+        )
+
+
 @db_app.command("upgrade")
 @cli_errors
 def db_upgrade(db: DbOpt = DEFAULT_DB) -> None:

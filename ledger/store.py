@@ -288,18 +288,20 @@ class Ledger:
         last_seq: int,
         last_hash: str,
         events: Iterable[Event],
-        recorded_at: str,
+        recorded_at: str | Sequence[str],
     ) -> list[StoredEvent]:
         stored: list[StoredEvent] = []
         prev = last_hash
-        for offset, event in enumerate(events, start=1):
+        events = list(events)
+        stamps = [recorded_at] * len(events) if isinstance(recorded_at, str) else list(recorded_at)
+        if len(stamps) != len(events):
+            raise ValueError("one recorded_at per event")
+        for offset, (event, stamp) in enumerate(zip(events, stamps, strict=True), start=1):
             seq = last_seq + offset
             payload = event.payload()
             digest = event_hash(run_id, seq, event.TYPE, event.VERSION, payload, prev)
             stored.append(
-                StoredEvent(
-                    run_id, seq, event.TYPE, event.VERSION, payload, recorded_at, prev, digest
-                )
+                StoredEvent(run_id, seq, event.TYPE, event.VERSION, payload, stamp, prev, digest)
             )
             prev = digest
         conn.execute(

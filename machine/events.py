@@ -70,6 +70,13 @@ class ScoreBucket(BaseModel):
     soft: float
 
 
+class ForkOrigin(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    run_name: str
+    run_id: str
+    seq: int
+
+
 @register
 class RunCreated(Event):
     TYPE = "run.created"
@@ -80,6 +87,16 @@ class RunCreated(Event):
     )
     initial_skill_hash: str
     skillopt_version: str
+    forked_from: ForkOrigin | None = None  # a fork: events 2..seq are copied from that run
+
+
+@register
+class SettingsChanged(Event):
+    """A fork's change of settings, after its copied prefix (see machine/fork.py)."""
+
+    TYPE = "settings.changed"
+    changes: dict[str, list[Any]]  # dotted key -> [old, new]
+    config: dict[str, Any]
 
 
 @register

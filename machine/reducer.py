@@ -94,6 +94,16 @@ def _run_created(s: TrainerState, e: ev.RunCreated) -> TrainerState:
     )
 
 
+@on(ev.SettingsChanged)
+def _settings_changed(s: TrainerState, e: ev.SettingsChanged) -> TrainerState:
+    config = validate_config(e.config)
+    s = replace(s, config=config, config_data=e.config)
+    if s.dataset is not None:  # the number of epochs may have changed
+        total = s.dataset.steps_per_epoch * config.train.num_epochs
+        s = replace(s, dataset=s.dataset.model_copy(update={"total_steps": total}))
+    return s
+
+
 @on(ev.DatasetLoaded)
 def _dataset_loaded(s: TrainerState, e: ev.DatasetLoaded) -> TrainerState:
     return replace(s, dataset=e)

@@ -14,6 +14,8 @@ from typing import Any
 from machine import events as ev
 from machine import transitions as tr
 from machine.canonical import sha256_text
+from machine.config import validate_config
+from machine.fork import changes, fork_problems
 from machine.merge import default_source, merge_plan
 from machine.plans import epoch_seed, plan_epoch, plan_minibatches, reflection_seed, steps_per_epoch
 from machine.reducer import apply
@@ -83,7 +85,7 @@ _EVAL_PHASE = {
 
 def conforms(state: TrainerState, e: ev.Event) -> None:
     """Raise Mismatch unless `e` is an event the stage graph allows after `state`."""
-    if isinstance(e, ev.StageFailed):
+    if isinstance(e, ev.StageFailed | ev.SettingsChanged):
         return
     if isinstance(e, ev.RunCreated) or state.config is None:
         if state.seq != 0 or not isinstance(e, ev.RunCreated):
@@ -440,6 +442,18 @@ def _run_completed(s: TrainerState, e: ev.RunCompleted, texts: Texts) -> str:
     return "step_results"
 
 
+def _settings(s: TrainerState, e: ev.SettingsChanged, texts: Texts) -> str:
+    _same("changes", e.changes, changes(dict(s.config_data), e.config))
+    try:
+        config = validate_config(e.config)
+    except ValueError as exc:
+        raise Mismatch(f"new config does not validate: {exc}") from None
+    problems = fork_problems(s, config, e.changes)
+    if problems:
+        raise Mismatch("; ".join(problems))
+    return "forks"
+
+
 Check = Callable[[TrainerState, Any, Texts], str]
 CHECKS: dict[type[ev.Event], Check] = {
     ev.RunCreated: _run_created,
@@ -459,6 +473,7 @@ CHECKS: dict[type[ev.Event], Check] = {
     ev.EpochCompleted: _epoch_completed,
     ev.FinalEvaluated: _final,
     ev.RunCompleted: _run_completed,
+    ev.SettingsChanged: _settings,
 }
 
 

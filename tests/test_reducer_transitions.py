@@ -653,6 +653,7 @@ def sample_events() -> list[ev.Event]:
             skips=1,
         ),
         ev.StageFailed(stage="rollout", step=2, error_type="TimeoutError", message="slow"),
+        ev.SettingsChanged(changes={"train.num_epochs": [1, 2]}, config=CONFIG),
     ]
 
 
