@@ -40,6 +40,22 @@ class OfflineModel:
         self.role = role
         self.name = model
         self.opts = check_options(f"models.{role}.options", options, DEFAULTS)
+        for key in ("latency_ms", "free_words", "slip_per_100_words"):
+            if self.opts[key] < 0:
+                raise AdapterError(
+                    f"models.{role}.options.{key}: must be >= 0, got {self.opts[key]}"
+                )
+        for key in (
+            "base_slip",
+            "decoy_rate",
+            "missing_target_rate",
+            "padding_rate",
+            "unusable_rate",
+        ):
+            if not 0 <= self.opts[key] <= 1:
+                raise AdapterError(
+                    f"models.{role}.options.{key}: must be in [0, 1], got {self.opts[key]}"
+                )
 
     # -- deterministic draws -------------------------------------------------------------------
 

@@ -92,7 +92,7 @@ def load_config_file(path: Path, overrides: list[str]) -> tuple[Any, dict[str, A
     if not path.is_file():
         raise InputError(f"config file {path} not found")
     try:
-        data = yaml.safe_load(path.read_text("utf-8")) or {}
+        data = yaml.safe_load(read_text(path, "config file")) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -102,12 +102,35 @@ def load_config_file(path: Path, overrides: list[str]) -> tuple[Any, dict[str, A
     try:
         for assignment in overrides:
             data = apply_override(data, assignment)
-        config = validate_config(data)
-        resolved = config.model_dump(mode="json")
-        validate_config(resolved)  # what run.created records must fold back to the same config
+        checked = validate_config(data)
+        if bad := non_finite(checked.model_dump()):  # free-form options escape pydantic's check
+            raise ConfigError(f"{bad}: not a finite number")
+        resolved = checked.model_dump(mode="json")
+        # What run.created records is what every later stage folds: build from that.
+        config = validate_config(resolved)
     except ConfigError as exc:
         raise InputError(f"{path}: {exc}") from None
     return config, resolved
+
+
+def read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+
+
+def non_finite(value: Any, where: str = "") -> str | None:
+    """The key path of the first NaN or infinity (or a None left by one) in option values."""
+    import math
+
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if found := non_finite(inner, f"{where}.{key}" if where else str(key)):
+                return found
+    elif isinstance(value, float) and not math.isfinite(value):
+        return where
+    return None
 
 
 @app.command()
@@ -135,7 +158,7 @@ def init(
     skill_path = (config_path.parent / config.env.skill_init).resolve()
     if not skill_path.is_file():
         raise InputError(f"env.skill_init: initial skill file {skill_path} not found")
-    skill = skill_path.read_text("utf-8")
+    skill = read_text(skill_path, "initial skill file")
     env, _, _ = build_adapters(config)
     split_items(env, config)
     run_name = name or config_path.stem
@@ -334,7 +357,7 @@ def replay(
                 decoded = [(e.seq, e.event()) for e in stored]
             except CorruptEvent as exc:
                 raise CheckFailed(str(exc)) from None
-            outcome = verify_events(decoded, ledger.get_blobs(hashes))
+            outcome = verify_events(decoded, ledger.get_blobs(hashes), row.name)
             checks |= outcome.checks
             problem = outcome.problem
         if problem is not None:

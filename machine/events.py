@@ -266,7 +266,7 @@ class StepSkipped(Event):
     TYPE = "step.skipped"
     step: int
     epoch: int
-    reason: Literal["no_patches", "nothing_applied"]
+    reason: Literal["no_patches", "nothing_applied", "zero_budget"]
     skill_hash: str
 
 

@@ -30,13 +30,20 @@ def reflection_seed(run_seed: int, epoch: int, step: int) -> int:
 def plan_epoch(
     train_ids: Sequence[str], seed: int, batch_size: int, accumulation: int
 ) -> list[list[list[str]]]:
-    """One shuffled pass over train cut into steps x accumulation batches; a batch left empty
-    at the end of the pass is refilled from the start of the pass."""
+    """One shuffled pass over train cut into steps x accumulation batches. A batch left empty
+    at the end of the pass is refilled from the start of the pass with items its step does not
+    already hold (none left: it stays empty, nothing is rolled out twice in a step)."""
     order = seeded_order(train_ids, seed)
     spe = steps_per_epoch(len(order), batch_size, accumulation)
     batches = [order[i * batch_size : (i + 1) * batch_size] for i in range(spe * accumulation)]
-    batches = [b or order[:batch_size] for b in batches]
-    return [batches[s * accumulation : (s + 1) * accumulation] for s in range(spe)]
+    steps = [batches[s * accumulation : (s + 1) * accumulation] for s in range(spe)]
+    for step in steps:
+        used = {i for batch in step for i in batch}
+        for k, batch in enumerate(step):
+            if not batch:
+                step[k] = [i for i in order if i not in used][:batch_size]
+                used.update(step[k])
+    return steps
 
 
 def plan_minibatches(

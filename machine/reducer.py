@@ -34,6 +34,8 @@ def on(event_type: type[ev.Event]) -> Callable[[Handler], Handler]:
 
 def apply(state: TrainerState, event: ev.Event) -> TrainerState:
     state = replace(state, seq=state.seq + 1)
+    if state.last_failure is not None and not isinstance(event, ev.StageFailed):
+        state = replace(state, last_failure=None)  # the failed stage has moved on since
     handler = _HANDLERS.get(type(event))
     if handler is None:
         raise TypeError(f"reducer has no rule for {event.TYPE} v{event.VERSION}")
@@ -91,6 +93,7 @@ def _run_created(s: TrainerState, e: ev.RunCreated) -> TrainerState:
         initial_hash=e.initial_skill_hash,
         current_hash=e.initial_skill_hash,
         best_hash=e.initial_skill_hash,
+        fork_seq=e.forked_from.seq if e.forked_from else None,
     )
 
 
@@ -192,7 +195,7 @@ def _gate(s: TrainerState, e: ev.GateDecided) -> TrainerState:
 def _record(s: TrainerState, e: ev.StepCompleted) -> StepRecord:
     p = s.progress
     assert p is not None
-    scores = list(s.scored(train_key(p.step)).values())
+    scores = list(s.step_items(p.step).values())
     r_hard, r_soft, r_n = aggregate((x.hard, x.soft) for x in scores)
     ev_ = p.evaluated
     cand = p.candidate

@@ -137,7 +137,8 @@ class TrainerState:
     final_selection: FinalEvaluated | None = None
     final_tests: Mapping[str, FinalEvaluated] = field(default_factory=dict)
     completed: RunCompleted | None = None
-    last_failure: StageFailed | None = None
+    last_failure: StageFailed | None = None  # cleared by any later progress
+    fork_seq: int | None = None  # a fork: the last seq copied from its origin
     # stage -> (calls, input tokens, output tokens)
     tokens: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
 

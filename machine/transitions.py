@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from machine.schedule import edit_budget
 from machine.state import StepProgress, TrainerState, eval_key, train_key, unit_key
 
 FINAL_TEST_ROLES = ("initial", "best", "final")
@@ -169,6 +170,8 @@ def next_command(state: TrainerState) -> Command | None:
 def _step_command(state: TrainerState, p: StepProgress) -> Command:
     if p.decided is not None or p.skipped is not None:
         return CompleteStep(p.step)
+    if p.selected is None and next_budget(state) == 0:
+        return SkipStep(p.step, "zero_budget")  # known before any rollout: spend nothing
     scored = state.scored(train_key(p.step))
     pending = tuple(
         (b, item)
@@ -202,6 +205,14 @@ def _step_command(state: TrainerState, p: StepProgress) -> Command:
         pending_sel = _pending(state, "selection", cand, state.dataset.selection)  # type: ignore[union-attr]
         return EvaluateCandidate(p.step, cand, pending_sel, cache_hit=False)
     return Gate(p.step)
+
+
+def next_budget(state: TrainerState) -> int:
+    """The budget the next select would get from the schedule."""
+    o = state.cfg.optimizer
+    return edit_budget(
+        o.lr_scheduler, o.learning_rate, o.min_learning_rate, state.budget_t + 1, state.total_steps
+    )
 
 
 def role_hash(state: TrainerState, role: str) -> str:

@@ -6,6 +6,7 @@ aggregates, verdicts, completions). The first difference is reported with its se
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,12 @@ from machine.config import validate_config
 from machine.fork import changes, fork_problems
 from machine.merge import default_source, merge_plan
 from machine.plans import epoch_seed, plan_epoch, plan_minibatches, reflection_seed, steps_per_epoch
+from machine.prompts import (
+    merge_user_message,
+    ranking_user_message,
+    reflection_user_message,
+    trajectory_block,
+)
 from machine.reducer import apply
 from machine.replies import ReplyError, parse_merge, parse_ranking, parse_reflection
 from machine.schedule import edit_budget
@@ -85,15 +92,20 @@ _EVAL_PHASE = {
 
 def conforms(state: TrainerState, e: ev.Event) -> None:
     """Raise Mismatch unless `e` is an event the stage graph allows after `state`."""
-    if isinstance(e, ev.StageFailed | ev.SettingsChanged):
-        return
     if isinstance(e, ev.RunCreated) or state.config is None:
         if state.seq != 0 or not isinstance(e, ev.RunCreated):
             raise Mismatch("a run starts with run.created, once")
         return
+    if isinstance(e, ev.SettingsChanged):
+        if state.fork_seq is None or state.seq != state.fork_seq:
+            raise Mismatch("settings change only in a fork, right after its copied prefix")
+        return
     cmd = tr.next_command(state)
     if cmd is None:
         raise Mismatch(f"{e.TYPE} after run.completed")
+    if isinstance(e, ev.StageFailed):
+        _same("failed stage", (e.stage, e.step), (cmd.stage, int(getattr(cmd, "step", 0))))
+        return
     if not isinstance(e, ALLOWED[type(cmd)]):
         raise Mismatch(f"{e.TYPE} where the stage graph expects stage {cmd.stage}")
     if hasattr(cmd, "step") and hasattr(e, "step") and not isinstance(e, ev.RolloutScored):
@@ -141,7 +153,12 @@ def _rollout_conforms(state: TrainerState, cmd: tr.Command, e: ev.RolloutScored)
             raise Mismatch(f"train item {unit_key(e.batch, e.item_id)} is not pending")
         return
     phase = _EVAL_PHASE[type(cmd)]
-    _same("rollout", (e.phase, e.skill_hash), (phase, cmd.skill_hash))  # type: ignore[attr-defined]
+    step = cmd.step if isinstance(cmd, tr.EvaluateCandidate) else 0
+    _same(
+        "rollout",
+        (e.phase, e.skill_hash, e.step, e.batch),
+        (phase, cmd.skill_hash, step, 0),  # type: ignore[attr-defined]
+    )
     if e.item_id not in cmd.pending:  # type: ignore[attr-defined]
         raise Mismatch(f"{phase} item {e.item_id} is not pending")
 
@@ -175,9 +192,19 @@ def _dataset(s: TrainerState, e: ev.DatasetLoaded, texts: Texts) -> str:
     t = s.cfg.train
     spe = steps_per_epoch(len(e.train), t.batch_size, t.accumulation)
     _same("steps per epoch, total", (e.steps_per_epoch, e.total_steps), (spe, spe * t.num_epochs))
+    c = s.cfg
+    _same("environment", e.env, c.env.name)
+    limits = {"train": 0, "selection": c.evaluation.sel_env_num, "test": c.evaluation.test_env_num}
+    needed = {"train", "selection"} | ({"test"} if c.evaluation.eval_test else set())
     for name, ids in (("train", e.train), ("selection", e.selection), ("test", e.test)):
         if len(set(ids)) != len(ids):
             raise Mismatch(f"duplicate item ids in {name}")
+        if name in needed and not ids:
+            raise Mismatch(f"the {name} split is empty")
+        if limits[name] and len(ids) > limits[name]:
+            raise Mismatch(f"{len(ids)} {name} items over the configured {limits[name]}")
+    if t.train_size and t.train_size != len(e.train):
+        raise Mismatch(f"train.train_size is {t.train_size}, the split has {len(e.train)}")
     return "plans"
 
 
@@ -187,7 +214,11 @@ def _rollout(s: TrainerState, e: ev.RolloutScored, texts: Texts) -> str:
 
 
 def _baseline(s: TrainerState, e: ev.BaselineEvaluated, texts: Texts) -> str:
-    _same("baseline skill", e.skill_hash, s.initial_hash)
+    _same(
+        "baseline skill, metric",
+        (e.skill_hash, e.metric),
+        (s.initial_hash, s.cfg.evaluation.gate_metric),
+    )
     assert s.dataset is not None
     _check_scores(s, e, "selection", s.dataset.selection)
     return "aggregates"
@@ -221,23 +252,62 @@ def _reflection_plan(s: TrainerState, e: ev.ReflectionPlanned, texts: Texts) -> 
     return "plans"
 
 
+def _prompt(
+    s: TrainerState, texts: Texts, call: ev.CallRecord, purpose: str, user: str, what: str
+) -> None:
+    """The recorded prompt is the one these recorded inputs give (its system part is the
+    template of the skillopt that wrote it, which the ledger does not hold)."""
+    try:
+        prompt = json.loads(_blob(texts, call.prompt_hash, f"{what} prompt"))
+    except json.JSONDecodeError:
+        raise Mismatch(f"{what} prompt is not the JSON skillopt records") from None
+    _same(
+        f"{what} prompt",
+        (prompt.get("purpose"), prompt.get("model"), prompt.get("user")),
+        (purpose, s.cfg.models.optimizer.model, user),
+    )
+
+
 def _proposed(s: TrainerState, e: ev.ReflectionProposed, texts: Texts) -> str:
     p = s.progress
     assert p is not None and p.reflection is not None
     mb = next(m for m in p.reflection.minibatches if m.id == e.minibatch_id)
     _same("minibatch", (e.source_type, e.item_ids), (mb.source_type, mb.item_ids))
-    reply = _blob(texts, e.call.response_hash, "reflection reply")
-    _blob(texts, e.call.prompt_hash, "reflection prompt")
     budget = s.cfg.optimizer.learning_rate
+    items = s.step_items(p.step)
+    rows = [items[i] for i in e.item_ids]
+    blocks = [
+        trajectory_block(
+            k, r.item_id, r.task_type, r.fail_reason, _blob(texts, r.trajectory_hash, "trajectory")
+        )
+        for k, r in enumerate(rows, start=1)
+    ]
+    skill = _blob(texts, p.parent_hash, "parent skill")
+    _prompt(
+        s, texts, e.call, "reflect", reflection_user_message(skill, budget, blocks), "reflection"
+    )
+    reply = _blob(texts, e.call.response_hash, "reflection reply")
     try:
         r = parse_reflection(reply, e.source_type, len(e.item_ids), budget)
     except ReplyError as exc:
-        _same("unusable reply", (e.ok, e.error, e.edits), (False, str(exc), []))
+        _same(
+            "unusable reply",
+            (
+                e.ok,
+                e.error,
+                e.edits,
+                e.reasoning,
+                e.truncated,
+                e.failure_summary,
+                e.success_patterns,
+            ),
+            (False, str(exc), [], "", 0, [], []),
+        )
         return "replies"
     _same(
         "parsed reply",
-        (e.ok, e.reasoning, e.edits, e.truncated, e.failure_summary, e.success_patterns),
-        (True, r.reasoning, r.edits, r.truncated, r.failure_summary, r.success_patterns),
+        (e.ok, e.error, e.reasoning, e.edits, e.truncated, e.failure_summary, e.success_patterns),
+        (True, "", r.reasoning, r.edits, r.truncated, r.failure_summary, r.success_patterns),
     )
     return "replies"
 
@@ -257,17 +327,23 @@ def _merged(s: TrainerState, e: ev.PatchesMerged, texts: Texts) -> str:
         [(n.id, n.level, n.group, n.inputs) for n in e.nodes],
         [(c.id, c.level, c.group, list(c.inputs)) for c in calls],
     )
+    skill = _blob(texts, p.parent_hash, "parent skill")
     for node, call in zip(e.nodes, calls, strict=True):
         if node.call is None:
             raise Mismatch(f"merge node {node.id} has no recorded call")
+        patches = [edits[i] for i in call.inputs]
+        user = merge_user_message(skill, call.group, patches)
+        _prompt(s, texts, node.call, "merge", user, f"merge node {node.id}")
         reply = _blob(texts, node.call.response_hash, f"merge reply of {node.id}")
         try:
             _, derived = parse_merge(reply, default_source(call.group))
             _same(
-                f"merge node {node.id}", (node.ok, node.fallback, node.edits), (True, "", derived)
+                f"merge node {node.id}",
+                (node.ok, node.error, node.fallback, node.edits),
+                (True, "", "", derived),
             )
         except ReplyError as exc:
-            concat = [x for i in call.inputs for x in edits[i]]
+            concat = [x for patch in patches for x in patch]
             _same(
                 f"merge node {node.id}",
                 (node.ok, node.error, node.fallback, node.edits),
@@ -297,29 +373,42 @@ def _selected(s: TrainerState, e: ev.EditsSelected, texts: Texts) -> str:
         kept = [] if budget == 0 else list(range(len(merged)))
         _same("selection without ranking", (e.kept_indices, e.ranking), (kept, None))
     else:
-        if e.ranking is None:
+        rk = e.ranking
+        if rk is None:
             raise Mismatch(f"{len(merged)} edits over a budget of {budget} but no ranking call")
-        reply = _blob(texts, e.ranking.call.response_hash, "ranking reply")
+        skill = _blob(texts, p.parent_hash, "parent skill")
+        _prompt(s, texts, rk.call, "rank", ranking_user_message(skill, merged, budget), "ranking")
+        reply = _blob(texts, rk.call.response_hash, "ranking reply")
         try:
             r = parse_ranking(reply, len(merged), budget)
             kept = r.selected
             _same(
                 "ranking",
                 (
-                    e.ranking.ok,
-                    e.ranking.reasoning,
-                    e.ranking.raw_indices,
-                    e.ranking.invalid_indices,
-                    e.ranking.beyond_budget,
+                    rk.ok,
+                    rk.error,
+                    rk.fallback,
+                    rk.reasoning,
+                    rk.raw_indices,
+                    rk.invalid_indices,
+                    rk.beyond_budget,
                 ),
-                (True, r.reasoning, r.raw_indices, r.invalid, r.beyond_budget),
+                (True, "", "", r.reasoning, r.raw_indices, r.invalid, r.beyond_budget),
             )
         except ReplyError as exc:
             kept = list(range(budget))
             _same(
                 "unusable ranking",
-                (e.ranking.ok, e.ranking.error, e.ranking.fallback),
-                (False, str(exc), "first_k"),
+                (
+                    rk.ok,
+                    rk.error,
+                    rk.fallback,
+                    rk.reasoning,
+                    rk.raw_indices,
+                    rk.invalid_indices,
+                    rk.beyond_budget,
+                ),
+                (False, str(exc), "first_k", "", [], [], []),
             )
         _same("kept indices", e.kept_indices, kept)
     _same("dropped indices", e.dropped_indices, [i for i in range(len(merged)) if i not in kept])
@@ -398,9 +487,14 @@ def _final(s: TrainerState, e: ev.FinalEvaluated, texts: Texts) -> str:
         if e.reused:
             if cached is None:
                 raise Mismatch("final selection reused a score that was never recorded")
-            _same("final selection", (e.hard, e.soft, e.n), (cached.hard, cached.soft, cached.n))
+            _same(
+                "final selection",
+                (e.hard, e.soft, e.n, e.gate_score),
+                (cached.hard, cached.soft, cached.n, cached.gate_score),
+            )
         else:
             _check_scores(s, e, "selection", s.dataset.selection)
+        _same("selection buckets", e.buckets, {})
         _same(
             "promotion",
             (e.promoted, e.best_score_before),
@@ -408,6 +502,7 @@ def _final(s: TrainerState, e: ev.FinalEvaluated, texts: Texts) -> str:
         )
     else:
         _check_scores(s, e, "test", s.dataset.test)
+        _same("test promotion fields", (e.promoted, e.best_score_before), (False, None))
         scored = s.scored(eval_key("test", e.skill_hash))
         rows = [(scored[i].task_type, scored[i].hard, scored[i].soft) for i in s.dataset.test]
         _same("test buckets", {k: v.model_dump() for k, v in e.buckets.items()}, buckets(rows))
@@ -477,11 +572,16 @@ CHECKS: dict[type[ev.Event], Check] = {
 }
 
 
-def verify_events(events: Sequence[tuple[int, ev.Event]], texts: Texts) -> VerifyOutcome:
+def verify_events(
+    events: Sequence[tuple[int, ev.Event]], texts: Texts, run_name: str | None = None
+) -> VerifyOutcome:
+    """`run_name`: the name the ledger's runs table gives the run, checked against run.created."""
     state = TrainerState()
     checks: Counter[str] = Counter()
     for seq, event in events:
         try:
+            if isinstance(event, ev.RunCreated) and run_name is not None:
+                _same("run name", event.run_name, run_name)
             conforms(state, event)
             checks["stage_graph"] += 1
             check = CHECKS.get(type(event))

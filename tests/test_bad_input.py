@@ -139,3 +139,35 @@ def test_ledgers_do_not_depend_on_how_the_config_path_is_spelled(
     assert cli("init", "examples/sim.yaml", "--db", str(first), "--name", "p").code == 0
     assert cli("init", str(EXAMPLE.resolve()), "--db", str(second), "--name", "p").code == 0
     assert event_rows(first) == event_rows(second)
+
+
+@pytest.mark.parametrize(
+    ("setting", "culprit"),
+    [
+        (
+            "models.optimizer.options.unusable_rate=nan",
+            "models.optimizer.options.unusable_rate: not a finite",
+        ),
+        ("models.target.options.base_slip=inf", "models.target.options.base_slip: not a finite"),
+        ("models.target.options.latency_ms=-1", "latency_ms: must be >= 0"),
+        ("models.optimizer.options.decoy_rate=1.5", "decoy_rate: must be in [0, 1]"),
+    ],
+)
+def test_adapter_options_out_of_range_are_refused_at_init(
+    cli: Cli, tmp_path: Path, setting: str, culprit: str
+) -> None:
+    res = cli("init", str(EXAMPLE), "--db", str(tmp_path / "x.db"), "--set", setting)
+    assert res.code == 2 and culprit in res.err, res.err
+
+
+def test_non_utf8_files_are_named(cli: Cli, tmp_path: Path) -> None:
+    config = tmp_path / "latin1.yaml"
+    config.write_bytes(EXAMPLE.read_bytes() + b"# caf\xe9\n")
+    res = cli("init", str(config), "--db", str(tmp_path / "x.db"))
+    assert res.code == 2 and "is not UTF-8" in res.err and "latin1.yaml" in res.err
+    skill = tmp_path / "skill.md"
+    skill.write_bytes(b"# r\xe8gles\n")
+    res = cli(
+        "init", str(EXAMPLE), "--db", str(tmp_path / "x.db"), "--set", f"env.skill_init={skill}"
+    )
+    assert res.code == 2 and "initial skill file" in res.err and "not UTF-8" in res.err

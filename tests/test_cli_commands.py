@@ -162,7 +162,7 @@ def test_accumulation_failure_only_and_mixed_metric(cli: Cli, tmp_path: Path) ->
     assert cli("replay", "--db", db, "--verify").code == 0
 
 
-def test_a_zero_budget_selects_nothing_without_a_ranking_call(cli: Cli, tmp_path: Path) -> None:
+def test_a_zero_budget_step_is_skipped_before_spending_anything(cli: Cli, tmp_path: Path) -> None:
     db = _init(
         cli,
         tmp_path,
@@ -172,10 +172,41 @@ def test_a_zero_budget_selects_nothing_without_a_ranking_call(cli: Cli, tmp_path
         "optimizer.lr_scheduler=linear",
     )
     assert cli("run", "--db", db).code == 0
-    selected = cli("events", "--db", db, "--type", "edits.selected", "--json").json()
-    last = selected[-1]["payload"]
-    assert last["schedule_t"] == last["schedule_total"] and last["budget"] == 0
-    assert last["edits"] == [] and last["ranking"] is None
     steps = cli("report", "--db", db, "--json").json()["steps"]
-    assert steps[-1]["action"] == "skip_nothing_applied"
+    assert steps[-1]["action"] == "skip_zero_budget"
+    assert steps[-1]["rollout_n"] == 0  # no rollout, reflection or merge was paid for
+    last = steps[-1]["step"]
+    events = cli("events", "--db", db, "--json").json()
+    assert not [
+        e
+        for e in events
+        if e["type"] == "rollout.scored"
+        and e["payload"]["phase"] == "train"
+        and e["payload"]["step"] == last
+    ]
     assert cli("replay", "--db", db, "--verify").code == 0
+
+
+def test_refilled_batches_never_repeat_an_item_within_a_step(cli: Cli, tmp_path: Path) -> None:
+    db = _init(
+        cli,
+        tmp_path,
+        "--set",
+        "env.options.train=4",
+        "--set",
+        "train.batch_size=3",
+        "--set",
+        "train.accumulation=3",
+    )
+    assert cli("run", "--db", db).code == 0
+    for plan in cli("events", "--db", db, "--type", "epoch.planned", "--json").json():
+        for step in plan["payload"]["steps"]:
+            items = [i for batch in step for i in batch]
+            assert len(items) == len(set(items)) == 4
+    planned = cli("events", "--db", db, "--type", "reflection.planned", "--json").json()
+    report = cli("report", "--db", db, "--json").json()["steps"]
+    for plan, step in zip(planned, report, strict=False):
+        assert (plan["payload"]["rollout_n"], plan["payload"]["rollout_hard"]) == (
+            step["rollout_n"],
+            step["rollout_hard"],
+        )

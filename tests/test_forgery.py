@@ -117,3 +117,55 @@ def test_an_event_that_does_not_decode_is_named_everywhere(cli: Cli, small_run: 
         assert len(res.err.strip().splitlines()) == 1
     runs = cli("runs", "--db", str(small_run), "--json").json()
     assert runs[0]["phase"] == f"corrupt at seq {seq}"
+
+
+def _swap_prompt(db: Path) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Point a reflection's prompt at another stored text (a trajectory)."""
+    with sqlite3.connect(db) as conn:
+        other = json.loads(
+            conn.execute(
+                "SELECT payload FROM events WHERE type = 'rollout.scored' LIMIT 1"
+            ).fetchone()[0]
+        )["trajectory_hash"]
+    return lambda p: {**p, "call": {**p["call"], "prompt_hash": other}}
+
+
+def test_evidence_cannot_be_swapped_or_relabelled(cli: Cli, tmp_path: Path) -> None:
+    cases = [
+        ("reflection.proposed", 0, "swap", "reflection prompt"),
+        (
+            "patches.merged",
+            0,
+            lambda p: {**p, "nodes": [{**p["nodes"][0], "error": "made up"}, *p["nodes"][1:]]},
+            "merge node",
+        ),
+        (
+            "final.evaluated",
+            0,
+            lambda p: {**p, "gate_score": 0.99, "promoted": True},
+            "final selection",
+        ),
+    ]
+    for k, (type_, nth, change, named) in enumerate(cases):
+        db = tmp_path / f"c{k}.db"
+        assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "c", *SMALL).code == 0
+        assert cli("run", "--db", str(db)).code == 0
+        seq = _forge(db, type_, _swap_prompt(db) if change == "swap" else change, nth)
+        _refused(cli, db, seq, named)
+
+
+def test_a_stage_failure_after_completion_is_refused(cli: Cli, small_run: Path) -> None:
+    with sqlite3.connect(small_run) as conn:
+        run_id, last, prev = conn.execute(
+            "SELECT run_id, seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        payload = {"stage": "gate", "step": 1, "error_type": "X", "message": "late"}
+        digest = event_hash(run_id, last + 1, "stage.failed", 1, payload, prev)
+        conn.execute(
+            "INSERT INTO events VALUES (?, ?, 'stage.failed', 1, ?, 't', ?, ?)",
+            (run_id, last + 1, json.dumps(payload), prev, digest),
+        )
+    _refused(cli, small_run, last + 1, "after run.completed")
+    assert (
+        cli("status", "--db", str(small_run), "--json").json()["last_failure"]["message"] == "late"
+    )
