@@ -61,11 +61,20 @@ class EnvConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class Prices(_Section):
+    """Prices per million tokens, in whatever currency you bill in."""
+
+    input: float = Field(ge=0.0)
+    output: float = Field(ge=0.0)
+    cached_input: float = Field(default=0.0, ge=0.0)
+
+
 class RoleConfig(_Section):
     backend: str = "offline"
     model: str = "offline"
     temperature: float = Field(default=0.0, ge=0.0)
     max_tokens: int = Field(default=4096, ge=1)
+    prices: Prices | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
 

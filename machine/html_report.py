@@ -158,12 +158,18 @@ def render_html(report: Mapping[str, Any], texts: Mapping[str, str]) -> str:
         ]
     if report["tokens"]:
         rows = [
-            [escape(k), str(v["calls"]), str(v["input"]), str(v["output"])]
+            [
+                escape(k),
+                str(v["calls"]),
+                str(v["input"]),
+                str(v["output"]),
+                "–" if v["cost"] is None else f"{v['cost']:.4f}",
+            ]
             for k, v in report["tokens"].items()
         ]
         parts += [
             "<h2>Model calls</h2>",
-            _table(["stage", "calls", "input tokens", "output tokens"], rows),
+            _table(["stage", "calls", "input tokens", "output tokens", "cost"], rows),
         ]
     best, initial = texts.get(fin["best_skill_hash"]), texts.get(fin["initial_skill_hash"])
     if best is not None and initial is not None and best != initial:

@@ -102,10 +102,18 @@ def report_data(state: TrainerState) -> dict[str, Any]:
         },
         "totals": state.totals(),
         "tokens": {
-            stage: {"calls": c, "input": i, "output": o}
+            stage: {"calls": c, "input": i, "output": o, "cost": _cost(state, stage, i, o)}
             for stage, (c, i, o) in sorted(state.tokens.items())
         },
     }
+
+
+def _cost(state: TrainerState, stage: str, tokens_in: int, tokens_out: int) -> float | None:
+    """Cost of a stage's tokens at its role's prices (rollouts: target; the rest: optimizer)."""
+    role = state.cfg.models.target if stage.startswith("rollout") else state.cfg.models.optimizer
+    if role.prices is None:
+        return None
+    return round((tokens_in * role.prices.input + tokens_out * role.prices.output) / 1e6, 6)
 
 
 def _f(x: float | None) -> str:
@@ -199,11 +207,12 @@ def render_markdown(
         out += [
             "## Model calls",
             "",
-            "| stage | calls | input tokens | output tokens |",
-            "|---|---|---|---|",
+            "| stage | calls | input tokens | output tokens | cost |",
+            "|---|---|---|---|---|",
         ]
         for stage, tok in report["tokens"].items():
-            out.append(f"| {stage} | {tok['calls']} | {tok['input']} | {tok['output']} |")
+            cost = "–" if tok["cost"] is None else f"{tok['cost']:.4f}"
+            out.append(f"| {stage} | {tok['calls']} | {tok['input']} | {tok['output']} | {cost} |")
         out.append("")
     best = texts.get(fin["best_skill_hash"])
     initial = texts.get(fin["initial_skill_hash"])

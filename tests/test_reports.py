@@ -48,3 +48,32 @@ def test_html_is_one_self_contained_page(cli: Cli, small_run: Path, tmp_path: Pa
 def test_one_format_at_a_time(cli: Cli, small_run: Path) -> None:
     res = cli("report", "--db", str(small_run), "--md", "--html")
     assert res.code == 2 and "choose one" in res.err
+
+
+def test_cost_per_stage_uses_each_role_prices(cli: Cli, tmp_path: Path) -> None:
+    from tests.conftest import EXAMPLE, SMALL
+
+    db = str(tmp_path / "priced.db")
+    prices = [
+        "--set",
+        "models.target.prices.input=1.0",
+        "--set",
+        "models.target.prices.output=2.0",
+        "--set",
+        "models.optimizer.prices.input=10",
+        "--set",
+        "models.optimizer.prices.output=30",
+    ]
+    assert cli("init", str(EXAMPLE), "--db", db, "--name", "p", *SMALL, *prices).code == 0
+    assert cli("run", "--db", db).code == 0
+    tokens = cli("report", "--db", db, "--json").json()["tokens"]
+    train = tokens["rollout:train"]
+    assert train["cost"] == round((train["input"] * 1.0 + train["output"] * 2.0) / 1e6, 6)
+    reflect = tokens["reflect"]
+    assert reflect["cost"] == round((reflect["input"] * 10 + reflect["output"] * 30) / 1e6, 6)
+    assert "| cost |" in cli("report", "--db", db, "--md").out
+
+
+def test_cost_is_unknown_without_prices(cli: Cli, small_run: Path) -> None:
+    tokens = cli("report", "--db", str(small_run), "--json").json()["tokens"]
+    assert tokens and all(t["cost"] is None for t in tokens.values())
