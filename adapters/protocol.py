@@ -30,7 +30,7 @@ class ChatRequest:
     purpose: str
     hints: Mapping[str, Any] = field(default_factory=dict)
     max_tokens: int = 4096
-    temperature: float = 0.0
+    temperature: float | None = None
     json_schema: Mapping[str, Any] | None = None
 
 
@@ -40,10 +40,40 @@ class Completion:
     model: str
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    retries: int = 0  # transient failures retried before this answer
+
+
+@dataclass(frozen=True)
+class RoleSettings:
+    """How to reach a role's model; the API key is read from the environment variable named
+    here, never from a config value."""
+
+    role: str
+    backend: str
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    api_version: str | None = None
+    temperature: float | None = None
+    max_tokens: int = 4096
+    reasoning_effort: str | None = None
+    timeout_s: float = 120.0
+    max_attempts: int = 4
+    retry_base_s: float = 0.5
+    retry_deadline_s: float = 600.0
+    max_concurrency: int = 8
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ModelCallError(RuntimeError):
+    """A call that failed for good (a non-retryable status, or retries exhausted)."""
 
 
 class ChatModel(Protocol):
     name: str
+    # Backends that reach a provider take RoleSettings; the offline model takes options.
 
     def complete(self, request: ChatRequest) -> Completion: ...
 

@@ -6,16 +6,32 @@ from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from adapters.protocol import AdapterError, ChatModel, Environment
+from adapters.protocol import AdapterError, ChatModel, Environment, RoleSettings
 
 MODEL_GROUP = "skillopt.models"
 ENV_GROUP = "skillopt.environments"
 
 
+REMOTE_BACKENDS = ("anthropic", "openai", "azure")
+
+
 def _builtin_models() -> dict[str, Callable[..., ChatModel]]:
     from adapters.offline import OfflineModel
 
-    return {"offline": OfflineModel}
+    return {"offline": OfflineModel, **{name: _remote(name) for name in REMOTE_BACKENDS}}
+
+
+def _remote(backend: str) -> Callable[..., ChatModel]:
+    def build(settings: RoleSettings) -> ChatModel:
+        if backend == "anthropic":
+            from adapters.anthropic_model import AnthropicModel
+
+            return AnthropicModel(settings)
+        from adapters.openai_model import OpenAIModel
+
+        return OpenAIModel(settings)
+
+    return build
 
 
 def _builtin_envs() -> dict[str, Callable[..., Environment]]:
@@ -36,7 +52,12 @@ def env_names() -> list[str]:
     return sorted({*_builtin_envs(), *_plugins(ENV_GROUP)})
 
 
-def make_model(role: str, backend: str, model: str, options: Mapping[str, Any]) -> ChatModel:
+def make_model(settings: RoleSettings) -> ChatModel:
+    """The offline model and plugins take (role, model, options); provider backends take the
+    whole RoleSettings."""
+    backend, role = settings.backend, settings.role
+    if backend in REMOTE_BACKENDS:
+        return _remote(backend)(settings)
     factory = _builtin_models().get(backend)
     if factory is None and backend in _plugins(MODEL_GROUP):
         factory = _plugins(MODEL_GROUP)[backend].load()
@@ -45,7 +66,7 @@ def make_model(role: str, backend: str, model: str, options: Mapping[str, Any]) 
             f"models.{role}.backend: unknown model backend {backend!r} "
             f"(known: {', '.join(model_names())})"
         )
-    return factory(role, model, options)
+    return factory(role, settings.model, settings.options)
 
 
 def make_environment(name: str, options: Mapping[str, Any]) -> Environment:

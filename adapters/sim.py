@@ -249,18 +249,24 @@ class SimEnvironment:
             out.append(Item(f"{split[:3]}-{i:03d}-{task.name}", task.name, task.prompt(data), data))
         return out
 
-    def rollout(self, item: Item, skill: str, model: ChatModel) -> RolloutResult:
+    @staticmethod
+    def target_hints(item: Item) -> dict[str, Any]:
+        """What the offline target reads: the answer under each stated rule, and without one."""
         task = TASK_TYPES[item.task_type]
-        expected = task.rule.answer(item.data)
         variants = [
             {"pattern": v.pattern, "answer": v.answer(item.data)} for v in (task.rule, task.decoy)
         ]
+        return {"variants": variants, "default": task.naive(item.data)}
+
+    def rollout(self, item: Item, skill: str, model: ChatModel) -> RolloutResult:
+        task = TASK_TYPES[item.task_type]
+        expected = task.rule.answer(item.data)
         request = ChatRequest(
             role="target",
             system=skill + SYSTEM_SUFFIX,
             messages=(Message("user", item.prompt),),
             purpose="rollout",
-            hints={"variants": variants, "default": task.naive(item.data)},
+            hints=self.target_hints(item),
             max_tokens=64,
         )
         reply = model.complete(request)

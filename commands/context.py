@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 
-from adapters.protocol import AdapterError, ChatModel, Environment, Item
+from adapters.protocol import AdapterError, ChatModel, Environment, Item, RoleSettings
 from adapters.registry import make_environment, make_model
 from commands.errors import InputError
 from ledger.store import Ledger
@@ -42,16 +42,32 @@ class Progress:
             self.stop()
 
 
+def role_settings(config: SkilloptConfig, role: str) -> RoleSettings:
+    r = getattr(config.models, role)
+    return RoleSettings(
+        role=role,
+        backend=r.backend,
+        model=r.model,
+        base_url=r.base_url,
+        api_key_env=r.api_key_env,
+        api_version=r.api_version,
+        temperature=r.temperature,
+        max_tokens=r.max_tokens,
+        reasoning_effort=r.reasoning_effort,
+        timeout_s=r.timeout_s,
+        max_attempts=r.max_attempts,
+        max_concurrency=r.max_concurrency,
+        retry_base_s=r.retry_base_s,
+        retry_deadline_s=r.retry_deadline_s,
+        options=r.options,
+    )
+
+
 def build_adapters(config: SkilloptConfig) -> tuple[Environment, ChatModel, ChatModel]:
     try:
         env = make_environment(config.env.name, config.env.options)
-        roles = config.models
-        target = make_model(
-            "target", roles.target.backend, roles.target.model, roles.target.options
-        )
-        optimizer = make_model(
-            "optimizer", roles.optimizer.backend, roles.optimizer.model, roles.optimizer.options
-        )
+        target = make_model(role_settings(config, "target"))
+        optimizer = make_model(role_settings(config, "optimizer"))
     except AdapterError as exc:
         raise InputError(str(exc)) from None
     return env, target, optimizer

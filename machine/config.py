@@ -70,10 +70,23 @@ class Prices(_Section):
 
 
 class RoleConfig(_Section):
-    backend: str = "offline"
-    model: str = "offline"
-    temperature: float = Field(default=0.0, ge=0.0)
+    backend: str = Field(
+        default="offline", description="offline | anthropic | openai | azure | a plugin"
+    )
+    model: str = Field(default="offline", description="model name (Azure: the deployment)")
+    base_url: str | None = Field(default=None, description="endpoint; an OpenAI-compatible server")
+    api_key_env: str | None = Field(
+        default=None, description="NAME of the env variable with the key"
+    )
+    api_version: str | None = Field(default=None, description="Azure OpenAI api-version")
+    temperature: float | None = Field(default=None, ge=0.0, description="None: provider default")
     max_tokens: int = Field(default=4096, ge=1)
+    reasoning_effort: str | None = None
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_attempts: int = Field(default=4, ge=1, description="attempts per call, retries included")
+    max_concurrency: int = Field(default=8, ge=1, description="in-flight calls per endpoint")
+    retry_base_s: float = Field(default=0.5, ge=0, description="first backoff; doubles, jittered")
+    retry_deadline_s: float = Field(default=600.0, gt=0, description="give up a call after this")
     prices: Prices | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -103,6 +116,13 @@ def _loc(loc: tuple[Any, ...]) -> str:
 def validate_config(data: Any) -> SkilloptConfig:
     if not isinstance(data, dict):
         raise ConfigError("config must be a mapping of sections (train, env, models, ...)")
+    models = data.get("models")
+    for role, section in models.items() if isinstance(models, dict) else []:
+        if isinstance(section, dict) and any("key" in k and k != "api_key_env" for k in section):
+            raise ConfigError(
+                f"models.{role}: API keys are never read from a config file; put the key in an "
+                "environment variable and name it in api_key_env"
+            )
     try:
         return SkilloptConfig.model_validate(data)
     except ValidationError as exc:

@@ -189,3 +189,9 @@ def parse_ranking(text: str, n_edits: int, budget: int) -> Ranking:
     if not selected and n_edits and budget:
         raise ReplyError("ranking selected no valid index")
     return Ranking(parsed.reasoning, list(parsed.selected_indices), selected, invalid, beyond)
+
+
+# What optimizer requests declare as their output schema (structured output where supported).
+REFLECTION_SCHEMA: dict[str, Any] = _Reflection.model_json_schema()
+MERGE_SCHEMA: dict[str, Any] = _Merge.model_json_schema()
+RANKING_SCHEMA: dict[str, Any] = _Ranking.model_json_schema()

@@ -12,7 +12,7 @@ from machine import transitions as tr
 from machine.edits import Edit
 from machine.merge import MergeCall, default_source, merge_plan
 from machine.prompts import edit_hints, merge_user_message
-from machine.replies import ReplyError, parse_merge
+from machine.replies import MERGE_SCHEMA, ReplyError, parse_merge
 from machine.state import TrainerState
 
 
@@ -21,7 +21,7 @@ def _merge_call(
 ) -> ev.MergeNode:
     hints = {"group": call.group, "patches": [edit_hints(p) for p in patches]}
     user = merge_user_message(skill, call.group, patches)
-    reply, record = ask_optimizer(ctx, "merge", load_template("merge"), user, hints)
+    reply, record = ask_optimizer(ctx, "merge", load_template("merge"), user, hints, MERGE_SCHEMA)
     node = {"id": call.id, "level": call.level, "group": call.group, "inputs": list(call.inputs)}
     try:
         _, edits = parse_merge(reply.text, default_source(call.group))

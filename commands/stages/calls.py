@@ -12,7 +12,12 @@ from machine.events import CallRecord, Tokens
 
 
 def ask_optimizer(
-    ctx: StageContext, purpose: str, system: str, user: str, hints: Mapping[str, Any]
+    ctx: StageContext,
+    purpose: str,
+    system: str,
+    user: str,
+    hints: Mapping[str, Any],
+    schema: Mapping[str, Any] | None = None,
 ) -> tuple[Completion, CallRecord]:
     role = ctx.config.models.optimizer
     request = ChatRequest(
@@ -23,6 +28,7 @@ def ask_optimizer(
         hints=hints,
         max_tokens=role.max_tokens,
         temperature=role.temperature,
+        json_schema=schema,
     )
     reply = ctx.optimizer.complete(request)
     prompt = canonical_json(

@@ -10,7 +10,7 @@ from machine import events as ev
 from machine import transitions as tr
 from machine.plans import plan_minibatches, reflection_seed
 from machine.prompts import reflection_user_message, trajectory_block
-from machine.replies import ReplyError, parse_reflection
+from machine.replies import REFLECTION_SCHEMA, ReplyError, parse_reflection
 from machine.scoring import aggregate, is_failure
 from machine.state import TrainerState
 
@@ -76,6 +76,7 @@ def reflect(cmd: tr.Reflect, state: TrainerState, ctx: StageContext) -> HandlerG
             load_template(f"reflect_{mb.source_type}"),
             reflection_user_message(skill, budget, blocks),
             hints,
+            REFLECTION_SCHEMA,
         )
         base = {
             "step": cmd.step,

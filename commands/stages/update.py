@@ -9,7 +9,7 @@ from machine import events as ev
 from machine import transitions as tr
 from machine.prompts import edit_hints, ranking_user_message
 from machine.reducer import apply
-from machine.replies import ReplyError, parse_ranking
+from machine.replies import RANKING_SCHEMA, ReplyError, parse_ranking
 from machine.schedule import edit_budget
 from machine.scoring import decide_gate
 from machine.skilldoc import apply_edits, count_statuses
@@ -34,7 +34,12 @@ def select(cmd: tr.Select, state: TrainerState, ctx: StageContext) -> HandlerGen
         skill = ctx.text(p.parent_hash)
         hints = {"edits": edit_hints(merged), "budget": budget}
         reply, call = ask_optimizer(
-            ctx, "rank", load_template("rank"), ranking_user_message(skill, merged, budget), hints
+            ctx,
+            "rank",
+            load_template("rank"),
+            ranking_user_message(skill, merged, budget),
+            hints,
+            RANKING_SCHEMA,
         )
         try:
             parsed = parse_ranking(reply.text, len(merged), budget)

@@ -1,0 +1,213 @@
+"""Loopback servers speaking the Anthropic Messages and OpenAI Chat Completions wire formats.
+
+The real SDKs talk to them through base_url. Replies follow the sim environment's rules (the
+target answers with the rule the skill states, like the offline target) and a plain optimizer
+policy read from the prompt text, so a run over them learns. Faults are scripted per request:
+status codes with their error bodies and Retry-After, slow replies, malformed or truncated
+bodies. Every request is logged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from adapters.offline import OfflineModel
+from adapters.protocol import ChatRequest, Message
+from adapters.sim import TASK_TYPES, SimEnvironment
+
+RULES_HEADING = "## Formatting rules"
+
+
+@dataclass
+class Fault:
+    status: int = 500
+    retry_after: str | None = None
+    delay_s: float = 0.0
+    body: bytes | None = None  # raw body (malformed or truncated JSON) instead of an error
+
+
+@dataclass
+class Logged:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    status: int
+
+
+@dataclass
+class FakeProvider:
+    env_options: dict[str, Any] = field(default_factory=dict)
+    faults: deque[Fault] = field(default_factory=deque)
+    log: list[Logged] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        env = SimEnvironment(self.env_options)
+        self.items = {
+            i.prompt: i for split in ("train", "selection", "test") for i in env.items(split)
+        }
+        self.target = OfflineModel("target", "fake", {})
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.handle_error = lambda *args: None  # a client that timed out closed its socket
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- replies ---------------------------------------------------------------------------
+
+    def answer(self, system: str, user: str) -> str:
+        item = self.items.get(user)
+        if item is not None:  # a sim rollout
+            request = ChatRequest(
+                "target",
+                system,
+                (Message("user", user),),
+                "rollout",
+                SimEnvironment.target_hints(item),
+            )
+            return self.target.complete(request).text
+        if "Merge group:" in user:
+            edits, seen = [], set()
+            for block in re.findall(r"### Patch \d+\n(.*?)(?=\n\n### Patch|\Z)", user, re.S):
+                for edit in json.loads(block):
+                    key = (edit["op"], edit["target"], edit["content"])
+                    if key not in seen:
+                        seen.add(key)
+                        edits.append(edit)
+            return json.dumps({"reasoning": "deduplicated", "edits": edits})
+        if "## Candidate edits" in user:
+            budget = int(re.search(r"Select at most (\d+) edits", user).group(1))  # type: ignore[union-attr]
+            n = len(re.findall(r"^\[\d+\]", user, re.M))
+            return json.dumps(
+                {"reasoning": "first ones", "selected_indices": list(range(min(n, budget)))}
+            )
+        failed = re.findall(r"### Trajectory \d+: \S+ \[(\w+)\] FAILED", user)
+        edits = []
+        for task_type in dict.fromkeys(failed):
+            rule = TASK_TYPES[task_type].rule
+            if not re.search(rule.pattern, user.split("## Budget")[0]):
+                edits.append(
+                    {"op": "insert_after", "target": RULES_HEADING, "content": f"- {rule.text}"}
+                )
+        return json.dumps(
+            {
+                "batch_size": len(failed),
+                "failure_summary": [],
+                "patch": {"reasoning": "state the missing rules", "edits": edits[:2]},
+            }
+        )
+
+    # -- wire formats ----------------------------------------------------------------------
+
+    @staticmethod
+    def anthropic_body(body: dict[str, Any], text: str) -> dict[str, Any]:
+        if body.get("tool_choice"):
+            content = [
+                {"type": "tool_use", "id": "toolu_1", "name": "reply", "input": json.loads(text)}
+            ]
+        else:
+            content = [{"type": "text", "text": text}]
+        return {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": content,
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": 11,
+                "output_tokens": 7,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 5,
+            },
+        }
+
+    @staticmethod
+    def openai_body(body: dict[str, Any], text: str) -> dict[str, Any]:
+        return {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": text},
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 11,
+                "completion_tokens": 7,
+                "total_tokens": 18,
+                "prompt_tokens_details": {"cached_tokens": 3},
+            },
+        }
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(
+                self, status: int, payload: bytes, headers: dict[str, str] | None = None
+            ) -> None:
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+                body = json.loads(raw)
+                anthropic = self.path.endswith("/messages")
+                with fake.lock:
+                    fault = fake.faults.popleft() if fake.faults else None
+                status = fault.status if fault and fault.body is None else 200
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                fake.log.append(Logged(self.path, headers, body, status))
+                if fault is not None:
+                    time.sleep(fault.delay_s)
+                    if fault.body is not None:
+                        return self._send(200, fault.body)
+                    kind = "rate_limit_error" if fault.status == 429 else "api_error"
+                    error = (
+                        {
+                            "type": "error",
+                            "error": {"type": kind, "message": f"injected {fault.status}"},
+                        }
+                        if anthropic
+                        else {"error": {"message": f"injected {fault.status}", "type": kind}}
+                    )
+                    headers = {"retry-after": fault.retry_after} if fault.retry_after else {}
+                    return self._send(fault.status, json.dumps(error).encode(), headers)
+                if anthropic:
+                    system = "".join(b["text"] for b in body["system"])
+                    user = body["messages"][-1]["content"]
+                    out = fake.anthropic_body(body, fake.answer(system, user))
+                else:
+                    system = body["messages"][0]["content"]
+                    user = body["messages"][-1]["content"]
+                    out = fake.openai_body(body, fake.answer(system, user))
+                return self._send(200, json.dumps(out).encode())
+
+        return Handler

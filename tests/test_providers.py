@@ -1,0 +1,199 @@
+"""Real SDKs over loopback: the anthropic and openai backends against local servers that
+speak the providers' wire formats (tests/fakes.py). No network, no SDK internals mocked."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLE, SMALL, Cli
+from tests.fakes import FakeProvider, Fault
+
+KEY = "sk-test-secret-0123456789"
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProvider]:
+    monkeypatch.setenv("SKILLOPT_TEST_KEY", KEY)
+    provider = FakeProvider({"train": 12, "selection": 12, "test": 12})
+    yield provider
+    provider.close()
+
+
+def roles(backend: str, url: str, *extra: str) -> list[str]:
+    out: list[str] = []
+    for role in ("target", "optimizer"):
+        out += [
+            "--set",
+            f"models.{role}.backend={backend}",
+            "--set",
+            f"models.{role}.model=m-{role}",
+            "--set",
+            f"models.{role}.base_url={url}",
+            "--set",
+            f"models.{role}.api_key_env=SKILLOPT_TEST_KEY",
+        ]
+        out += [x.replace("ROLE", role) for x in extra]
+    return out
+
+
+def _run(cli: Cli, tmp_path: Path, *args: str) -> tuple[str, int]:
+    db = str(tmp_path / "remote.db")
+    res = cli("init", str(EXAMPLE), "--db", db, "--name", "remote", *SMALL, *args)
+    assert res.code == 0, res.err
+    return db, cli("run", "--db", db).code
+
+
+def _no_key_on_disk(tmp_path: Path) -> None:
+    for path in tmp_path.iterdir():
+        if path.name.startswith("remote.db"):
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_anthropic_end_to_end(cli: Cli, fake: FakeProvider, tmp_path: Path) -> None:
+    db, code = _run(cli, tmp_path, *roles("anthropic", fake.url))
+    assert code == 0
+    report = cli("report", "--db", db, "--json").json()
+    assert (
+        report["final"]["best_score"] > report["baseline"]["gate_score"]
+    )  # it learns over the wire
+    assert cli("replay", "--db", db, "--verify").code == 0
+    # the SDK sends the key as x-api-key or as a bearer token, depending on its version
+    assert all(
+        KEY
+        in (r.headers.get("x-api-key"), r.headers.get("authorization", "").removeprefix("Bearer "))
+        for r in fake.log
+    )
+    assert all(r.body["system"][0]["cache_control"] == {"type": "ephemeral"} for r in fake.log)
+    optimizer = [r for r in fake.log if r.body["model"] == "m-optimizer"]
+    assert optimizer and all(
+        r.body["tool_choice"] == {"type": "tool", "name": "reply"} for r in optimizer
+    )
+    assert all("tools" not in r.body for r in fake.log if r.body["model"] == "m-target")
+    assert (
+        report["tokens"]["rollout:train"]["input"]
+        == 11 * report["tokens"]["rollout:train"]["calls"]
+    )
+    _no_key_on_disk(tmp_path)
+
+
+def test_openai_end_to_end(cli: Cli, fake: FakeProvider, tmp_path: Path) -> None:
+    db, code = _run(
+        cli, tmp_path, *roles("openai", f"{fake.url}/v1", "--set", "models.ROLE.temperature=0.2")
+    )
+    assert code == 0
+    assert cli("replay", "--db", db, "--verify").code == 0
+    assert {r.headers.get("authorization") for r in fake.log} == {f"Bearer {KEY}"}
+    assert {r.path for r in fake.log} == {"/v1/chat/completions"}
+    optimizer = [r for r in fake.log if r.body["model"] == "m-optimizer"]
+    assert all(r.body["response_format"]["type"] == "json_schema" for r in optimizer)
+    assert all(
+        r.body["temperature"] == 0.2 and r.body["messages"][0]["role"] == "system" for r in fake.log
+    )
+    _no_key_on_disk(tmp_path)
+
+
+def test_azure_deployment_path_and_key_header(cli: Cli, fake: FakeProvider, tmp_path: Path) -> None:
+    db = str(tmp_path / "remote.db")
+    args = roles("azure", fake.url, "--set", "models.ROLE.api_version=2024-10-21")
+    assert cli("init", str(EXAMPLE), "--db", db, "--name", "az", *SMALL, *args).code == 0
+    assert cli("run", "--db", db, "--max-stages", "2").code == 0  # dataset + baseline rollouts
+    assert fake.log
+    for r in fake.log:
+        assert r.path == "/openai/deployments/m-target/chat/completions?api-version=2024-10-21"
+        assert r.headers.get("api-key") == KEY
+
+
+def test_transient_faults_are_retried(cli: Cli, fake: FakeProvider, tmp_path: Path) -> None:
+    fake.faults.extend(
+        [
+            Fault(429, retry_after="0"),
+            Fault(500),
+            Fault(503),
+            Fault(body=b'{"id": "msg_1", "content": [tru'),  # truncated body
+            Fault(body=b"<html>bad gateway</html>"),  # not JSON at all
+            Fault(500, delay_s=1.5),  # slower than the client's timeout
+        ]
+    )
+    db, code = _run(
+        cli,
+        tmp_path,
+        *roles(
+            "anthropic",
+            fake.url,
+            "--set",
+            "models.ROLE.timeout_s=0.5",
+            "--set",
+            "models.ROLE.max_attempts=8",
+            "--set",
+            "models.ROLE.retry_base_s=0.01",
+        ),
+        "--set",
+        "train.workers=1",
+    )
+    assert code == 0
+    assert [r.status for r in fake.log[:6]] == [429, 500, 503, 200, 200, 500]
+    assert cli("status", "--db", db, "--json").json()["done"] is True
+    assert cli("replay", "--db", db, "--verify").code == 0
+
+
+def test_a_bad_key_fails_at_once_and_the_run_resumes(
+    cli: Cli, fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.faults.append(Fault(401))
+    db, code = _run(cli, tmp_path, *roles("anthropic", fake.url), "--set", "train.workers=1")
+    assert code == 1
+    assert len(fake.log) == 1  # not retried
+    failed = cli("events", "--db", db, "--type", "stage.failed", "--json").json()
+    message = failed[0]["payload"]["message"]
+    assert "target model 'm-target' (anthropic at http://127.0.0.1" in message
+    assert "HTTP 401" in message and "SKILLOPT_TEST_KEY" in message
+    assert cli("run", "--db", db).code == 0  # the key works again: the run continues
+    assert cli("replay", "--db", db, "--verify").code == 0
+
+
+def test_retries_are_bounded(cli: Cli, fake: FakeProvider, tmp_path: Path) -> None:
+    fake.faults.extend(Fault(500) for _ in range(3))
+    db, code = _run(
+        cli,
+        tmp_path,
+        *roles(
+            "openai",
+            f"{fake.url}/v1",
+            "--set",
+            "models.ROLE.max_attempts=3",
+            "--set",
+            "models.ROLE.retry_base_s=0.01",
+        ),
+        "--set",
+        "train.workers=1",
+    )
+    assert code == 1 and len(fake.log) == 3
+    message = cli("status", "--db", db, "--json").json()["last_failure"]["message"]
+    assert "HTTP 500" in message and "gave up after 3 attempts" in message
+
+
+def test_keys_come_only_from_the_environment(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = str(tmp_path / "k.db")
+    res = cli("init", str(EXAMPLE), "--db", db, "--set", "models.target.api_key=sk-abc")
+    assert res.code == 2 and "never read from a config file" in res.err
+    monkeypatch.delenv("NOPE_UNSET", raising=False)
+    res = cli(
+        "init",
+        str(EXAMPLE),
+        "--db",
+        db,
+        "--set",
+        "models.target.backend=anthropic",
+        "--set",
+        "models.target.api_key_env=NOPE_UNSET",
+    )
+    assert res.code == 2 and "environment variable NOPE_UNSET is not set" in res.err
+    res = cli("init", str(EXAMPLE), "--db", db, "--set", "models.optimizer.backend=openai")
+    assert res.code == 2 and "models.optimizer.api_key_env" in res.err
+    assert json.dumps(res.err).count("sk-") == 0
