@@ -234,7 +234,7 @@ def step(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt = False) -> 
     if state.completed is not None:
         emit_json([]) if json_ else print(f"run {row.name!r} is complete; nothing to do")
         return
-    result = run_stage(ledger, row.id, state, make_context(ledger, state, Progress()))
+    result = run_stage(ledger, row.id, state, make_context(ledger, row.id, state, Progress()))
     assert result is not None
     if json_:
         emit_json([e.as_json() for e in result.appended])
@@ -262,7 +262,7 @@ def run_cmd(
     state = load_state(ledger, row.id)
     tty = sys.stdout.isatty() and not json_
     console = Console(highlight=False)
-    ctx = make_context(ledger, state, RichProgress(console) if tty else Progress())
+    ctx = make_context(ledger, row.id, state, RichProgress(console) if tty else Progress())
     stages = 0
     while max_stages is None or stages < max_stages:
         result = run_stage(ledger, row.id, state, ctx)
@@ -763,6 +763,108 @@ def fork(
             f"forked run {name!r} (id {run_id}) from {row.name} at seq {at}; changed {changed}; "
             f"next: skillopt run --db {db} --run {name}"
         )
+
+
+calls_app = typer.Typer(
+    help="The LLM call journal: every model call, its tokens and cost.", invoke_without_command=True
+)
+app.add_typer(calls_app, name="calls")
+
+
+@calls_app.callback()
+@cli_errors
+def calls_list(
+    ctx: typer.Context,
+    db: DbOpt = DEFAULT_DB,
+    run: RunOpt = None,
+    stage: Annotated[
+        str | None, typer.Option("--stage", help="Only this stage (e.g. reflect, rollout:train).")
+    ] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """List the run's model calls with tokens and cost; `calls show ID` prints one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from commands.runner import load_state
+    from ledger.store import Journal
+
+    ledger, row = _open(db, run)
+    state = load_state(ledger, row.id)
+    rows = []
+    for c in Journal(ledger).calls(row.id, stage):
+        role = getattr(state.cfg.models, c.role)
+        cost = None
+        if role.prices is not None and c.status == "ok":
+            cost = round(
+                (c.tokens_in * role.prices.input + c.tokens_out * role.prices.output) / 1e6, 6
+            )
+        rows.append(
+            {
+                "id": c.id,
+                "step": c.step,
+                "stage": c.stage,
+                "unit": c.unit,
+                "role": c.role,
+                "model": c.model,
+                "status": c.status,
+                "tokens_in": c.tokens_in,
+                "tokens_out": c.tokens_out,
+                "cache_read": c.cache_read,
+                "cache_write": c.cache_write,
+                "retries": c.retries,
+                "latency_ms": c.latency_ms,
+                "cost": cost,
+                "error": c.error_message,
+            }
+        )
+    if json_:
+        emit_json(rows)
+        return
+    _table(
+        ["id", "step", "stage", "unit", "status", "in", "out", "cost"],
+        [
+            [
+                r["id"],
+                str(r["step"]),
+                r["stage"],
+                r["unit"][:28],
+                r["status"],
+                str(r["tokens_in"]),
+                str(r["tokens_out"]),
+                "–" if r["cost"] is None else f"{r['cost']:.6f}",
+            ]
+            for r in rows
+        ],
+    )
+
+
+@calls_app.command("show")
+@cli_errors
+def calls_show(
+    call_id: Annotated[str, typer.Argument(metavar="ID", help="A call id (or prefix).")],
+    db: DbOpt = DEFAULT_DB,
+) -> None:
+    """Print one call: its key, the request (role, model, system, messages) and the reply."""
+    from ledger.store import Journal, Ledger
+
+    ledger = _track(Ledger.open(db))
+    found = Journal(ledger).find(call_id)
+    exact = [c for c in found if c.id == call_id]
+    if len(exact) != 1 and len(found) != 1:
+        raise InputError(f"call {call_id!r}: {'no match' if not found else 'ambiguous prefix'}")
+    c = exact[0] if exact else found[0]
+    request = json.loads(ledger.get_blob(c.request_blob))
+    print(
+        f"call {c.id}: {c.role} {c.model}, step {c.step}, stage {c.stage}, unit {c.unit}, "
+        f"#{c.call_index}, {c.status}, {c.tokens_in} in / {c.tokens_out} out, {c.retries} retries"
+    )
+    print("\n--- system ---\n" + request["system"])
+    for role, content in request["messages"]:
+        print(f"\n--- {role} ---\n{content}")
+    if c.response_blob:
+        print("\n--- reply ---\n" + ledger.get_blob(c.response_blob))
+    else:
+        print(f"\n--- failed: {c.error_class}: {c.error_message}")
 
 
 @db_app.command("upgrade")

@@ -9,7 +9,9 @@ from importlib import resources
 
 from adapters.protocol import AdapterError, ChatModel, Environment, Item, RoleSettings
 from adapters.registry import make_environment, make_model
+from commands.clock import utc_now
 from commands.errors import InputError
+from commands.journal import JournaledModel
 from ledger.store import Ledger
 from machine.canonical import canonical_json, sha256_text
 from machine.config import SkilloptConfig
@@ -112,8 +114,15 @@ class StageContext:
     optimizer: ChatModel
     ledger: Ledger
     items: dict[str, dict[str, Item]]
-    progress: Progress = field(default_factory=Progress)
+    progress: Progress
+    run_id: str
+    clock: Callable[[], str] = utc_now
     _texts: dict[str, str] = field(default_factory=dict)
+
+    def model_for(self, role: str, step: int, stage: str, unit: str) -> JournaledModel:
+        """The role's model for one unit of work, behind the call journal."""
+        inner = self.target if role == "target" else self.optimizer
+        return JournaledModel(inner, self.ledger, self.run_id, role, step, stage, unit, self.clock)
 
     def item(self, split: str, item_id: str) -> Item:
         try:

@@ -57,7 +57,9 @@ def fold(stored: list[StoredEvent]) -> TrainerState:
     return state
 
 
-def make_context(ledger: Ledger, state: TrainerState, progress: Progress) -> StageContext:
+def make_context(
+    ledger: Ledger, run_id: str, state: TrainerState, progress: Progress, clock: Clock = utc_now
+) -> StageContext:
     config = state.cfg
     env, target, optimizer = build_adapters(config)
     items = split_items(env, config)
@@ -69,7 +71,7 @@ def make_context(ledger: Ledger, state: TrainerState, progress: Progress) -> Sta
                     "started; restore it, or start a new run"
                 )
     by_id = {split: {i.id: i for i in rows} for split, rows in items.items()}
-    return StageContext(config, env, target, optimizer, ledger, by_id, progress)
+    return StageContext(config, env, target, optimizer, ledger, by_id, progress, run_id, clock)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from ledger.tables import BlobRow, EventRow, RunRow
+from ledger.tables import BlobRow, CallRow, EventRow, RunRow
 from machine.canonical import GENESIS_HASH, canonical_json, event_hash, sha256_text
 from machine.events import Event, parse_event
 
@@ -172,7 +172,7 @@ class Ledger:
         if revision != head_revision():
             self.upgrade()
 
-    def upgrade(self) -> None:
+    def upgrade(self, revision: str = "head") -> None:
         if self.engine.dialect.name == "sqlite":
             # WAL is a property of the file: set once, here, not by every (read-only) open.
             raw = self.engine.raw_connection()
@@ -184,7 +184,7 @@ class Ledger:
         with self.engine.connect() as conn:
             conn = conn.execution_options(skillopt_writer=True)
             cfg.attributes["connection"] = conn
-            alembic_command.upgrade(cfg, "head")
+            alembic_command.upgrade(cfg, revision)
             if conn.in_transaction():
                 conn.commit()
 
@@ -366,6 +366,47 @@ class Ledger:
         if hash_ not in found:
             raise LedgerError(f"blob {hash_[:12]} is missing from {self.location}")
         return found[hash_]
+
+
+class Journal:
+    """The LLM call journal of a ledger (table llm_calls)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.engine = ledger.engine
+
+    def answer(self, call_key: str) -> CallRow | None:
+        """The completed call with this key, if one was recorded."""
+        query = sa.select(CallRow).where(CallRow.call_key == call_key, CallRow.status == "ok")
+        with self.engine.connect() as conn:
+            row = conn.execute(query.limit(1)).first()
+        return CallRow(**row._mapping) if row else None
+
+    def record(self, row: CallRow) -> None:
+        """Commit one call (an answer, or a failed attempt) before the caller goes on."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(skillopt_writer=True)
+            with conn.begin():
+                if row.status == "failed":  # failed attempts of one key are numbered
+                    n = conn.execute(
+                        sa.select(sa.func.count()).where(CallRow.call_key == row.call_key)
+                    ).scalar_one()
+                    row.id = f"{row.id}-f{n}"
+                elif conn.execute(sa.select(CallRow.id).where(CallRow.id == row.id)).first():
+                    return  # another writer of this run answered the same call first: keep theirs
+                conn.execute(sa.insert(CallRow).values(**row.model_dump()))
+
+    def calls(self, run_id: str, stage: str | None = None) -> list[CallRow]:
+        query = sa.select(CallRow).where(CallRow.run_id == run_id)
+        if stage is not None:
+            query = query.where(CallRow.stage == stage)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(CallRow.recorded_at, CallRow.id)).all()
+        return [CallRow(**r._mapping) for r in rows]
+
+    def find(self, prefix: str) -> list[CallRow]:
+        query = sa.select(CallRow).where(CallRow.id.startswith(prefix)).limit(5)
+        with self.engine.connect() as conn:
+            return [CallRow(**r._mapping) for r in conn.execute(query).all()]
 
 
 def check_chain(events: Sequence[StoredEvent]) -> tuple[int, str] | None:

@@ -29,3 +29,29 @@ class BlobRow(SQLModel, table=True):
     __tablename__ = "blobs"
     hash: str = Field(primary_key=True)
     text: str
+
+
+class CallRow(SQLModel, table=True):
+    __tablename__ = "llm_calls"
+    id: str = Field(primary_key=True)
+    call_key: str = Field(index=True)
+    run_id: str = Field(foreign_key="runs.id")
+    step: int
+    stage: str
+    unit: str
+    call_index: int
+    request_hash: str
+    role: str
+    model: str
+    status: str
+    request_blob: str
+    response_blob: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    latency_ms: int = 0
+    retries: int = 0
+    error_class: str | None = None
+    error_message: str | None = None
+    recorded_at: str

@@ -61,6 +61,7 @@ class CallRecord(BaseModel):
     response_hash: str
     model: str
     tokens: Tokens = Tokens()
+    call_id: str = ""  # the row of the call journal (skillopt calls show ID)
 
 
 class ScoreBucket(BaseModel):
@@ -127,6 +128,7 @@ class RolloutScored(Event):
     trajectory_hash: str
     feedback: dict[str, Any] = Field(default_factory=dict)
     tokens: Tokens = Tokens()
+    call_ids: list[str] = Field(default_factory=list)  # the target calls of this rollout
 
 
 @register

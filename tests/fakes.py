@@ -46,6 +46,7 @@ class FakeProvider:
     env_options: dict[str, Any] = field(default_factory=dict)
     faults: deque[Fault] = field(default_factory=deque)
     log: list[Logged] = field(default_factory=list)
+    latency_s: float = 0.0  # added to every request, so a kill can land mid-stage
 
     def __post_init__(self) -> None:
         env = SimEnvironment(self.env_options)
@@ -200,6 +201,7 @@ class FakeProvider:
                     )
                     headers = {"retry-after": fault.retry_after} if fault.retry_after else {}
                     return self._send(fault.status, json.dumps(error).encode(), headers)
+                time.sleep(fake.latency_s)
                 if anthropic:
                     system = "".join(b["text"] for b in body["system"])
                     user = body["messages"][-1]["content"]

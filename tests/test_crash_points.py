@@ -40,7 +40,7 @@ def _resume(db: Path) -> None:
     try:
         run_id = ledger.find_run(None).id
         state = load_state(ledger, run_id)
-        ctx = make_context(ledger, state, Progress())
+        ctx = make_context(ledger, run_id, state, Progress())
         while (result := run_stage(ledger, run_id, state, ctx)) is not None:
             state = result.state
     finally:

@@ -17,11 +17,13 @@ from machine.state import TrainerState
 
 
 def _merge_call(
-    ctx: StageContext, skill: str, call: MergeCall, patches: list[list[Edit]]
+    ctx: StageContext, step: int, skill: str, call: MergeCall, patches: list[list[Edit]]
 ) -> ev.MergeNode:
     hints = {"group": call.group, "patches": [edit_hints(p) for p in patches]}
     user = merge_user_message(skill, call.group, patches)
-    reply, record = ask_optimizer(ctx, "merge", load_template("merge"), user, hints, MERGE_SCHEMA)
+    reply, record = ask_optimizer(
+        ctx, "merge", load_template("merge"), user, hints, MERGE_SCHEMA, step=step, unit=call.id
+    )
     node = {"id": call.id, "level": call.level, "group": call.group, "inputs": list(call.inputs)}
     try:
         _, edits = parse_merge(reply.text, default_source(call.group))
@@ -47,7 +49,7 @@ def merge(cmd: tr.Merge, state: TrainerState, ctx: StageContext) -> HandlerGen:
     nodes: list[ev.MergeNode] = []
     with ctx.progress.task(f"merge (step {cmd.step})", len(calls)) as bar:
         for call in calls:
-            node = _merge_call(ctx, skill, call, [edits[i] for i in call.inputs])
+            node = _merge_call(ctx, cmd.step, skill, call, [edits[i] for i in call.inputs])
             edits[node.id] = list(node.edits)
             nodes.append(node)
             bar.advance()

@@ -17,7 +17,10 @@ def ask_optimizer(
     system: str,
     user: str,
     hints: Mapping[str, Any],
-    schema: Mapping[str, Any] | None = None,
+    schema: Mapping[str, Any] | None,
+    *,
+    step: int,
+    unit: str,
 ) -> tuple[Completion, CallRecord]:
     role = ctx.config.models.optimizer
     request = ChatRequest(
@@ -30,7 +33,8 @@ def ask_optimizer(
         temperature=role.temperature,
         json_schema=schema,
     )
-    reply = ctx.optimizer.complete(request)
+    model = ctx.model_for("optimizer", step, purpose, unit)
+    reply = model.complete(request)
     prompt = canonical_json(
         {"purpose": purpose, "model": ctx.optimizer.name, "system": system, "user": user}
     )
@@ -40,5 +44,6 @@ def ask_optimizer(
         response_hash=response_hash,
         model=reply.model,
         tokens=Tokens(input=reply.input_tokens, output=reply.output_tokens),
+        call_id=model.call_ids[-1],
     )
     return reply, record

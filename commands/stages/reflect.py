@@ -77,6 +77,8 @@ def reflect(cmd: tr.Reflect, state: TrainerState, ctx: StageContext) -> HandlerG
             reflection_user_message(skill, budget, blocks),
             hints,
             REFLECTION_SCHEMA,
+            step=cmd.step,
+            unit=mb.id,
         )
         base = {
             "step": cmd.step,

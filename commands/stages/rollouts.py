@@ -26,13 +26,15 @@ def roll(
     Returns the state folded with them."""
     skill = ctx.text(skill_hash)
 
-    def one(unit: tuple[int, Item]) -> tuple[int, Item, RolloutResult]:
+    def one(unit: tuple[int, Item]) -> tuple[int, Item, RolloutResult, list[str]]:
         batch, item = unit
-        return batch, item, ctx.env.rollout(item, skill, ctx.target)
+        name = f"{batch}/{item.id}" if phase == "train" else f"{item.id}@{skill_hash[:12]}"
+        model = ctx.model_for("target", step, f"rollout:{phase}", name)
+        return batch, item, ctx.env.rollout(item, skill, model), model.call_ids
 
     label = f"{phase} rollout" + (f" (step {step})" if step else "")
     with ctx.progress.task(label, len(units)) as bar:
-        for batch, item, result in ordered_map(one, units, ctx.config.train.workers):
+        for batch, item, result, call_ids in ordered_map(one, units, ctx.config.train.workers):
             (trajectory_hash,) = ctx.store(result.trajectory)
             state = yield ev.RolloutScored(
                 phase=phase,  # type: ignore[arg-type]
@@ -47,6 +49,7 @@ def roll(
                 trajectory_hash=trajectory_hash,
                 feedback=dict(result.feedback),
                 tokens=ev.Tokens(input=result.input_tokens, output=result.output_tokens),
+                call_ids=call_ids,
             )
             bar.advance()
     return state

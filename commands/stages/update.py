@@ -40,6 +40,8 @@ def select(cmd: tr.Select, state: TrainerState, ctx: StageContext) -> HandlerGen
             ranking_user_message(skill, merged, budget),
             hints,
             RANKING_SCHEMA,
+            step=cmd.step,
+            unit="rank",
         )
         try:
             parsed = parse_ranking(reply.text, len(merged), budget)

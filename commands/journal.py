@@ -1,0 +1,106 @@
+"""Every model call goes through the journal. Its key is the run, step, stage, unit, the call's
+index within the unit and the sha256 of the full request (role, model, system, messages,
+parameters). A completed answer is committed before the caller goes on and, when the same
+call comes again (a stage re-run after a crash), it is returned from the journal and costs
+nothing. A failed attempt is recorded but never reused as an answer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from adapters.protocol import ChatModel, ChatRequest, Completion
+from ledger.store import Journal, Ledger
+from ledger.tables import CallRow
+from machine.canonical import canonical_json, sha256_text
+
+
+def request_text(role: str, model: str, request: ChatRequest) -> str:
+    return canonical_json(
+        {
+            "role": role,
+            "model": model,
+            "system": request.system,
+            "messages": [[m.role, m.content] for m in request.messages],
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "json_schema": request.json_schema,
+        }
+    )
+
+
+@dataclass
+class JournaledModel:
+    """The model as one unit of work sees it; `call_ids` lists the calls the unit made."""
+
+    inner: ChatModel
+    ledger: Ledger
+    run_id: str
+    role: str
+    step: int
+    stage: str
+    unit: str
+    clock: Callable[[], str]
+    call_ids: list[str] = field(default_factory=list)
+    _index: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def complete(self, request: ChatRequest) -> Completion:
+        index, self._index = self._index, self._index + 1
+        text = request_text(self.role, self.inner.name, request)
+        request_hash = sha256_text(text)
+        key = sha256_text(
+            canonical_json([self.run_id, self.step, self.stage, self.unit, index, request_hash])
+        )
+        call_id = "c" + key[:15]
+        self.call_ids.append(call_id)
+        journal = Journal(self.ledger)
+        found = journal.answer(key)
+        if found is not None and found.response_blob is not None:
+            return Completion(
+                text=self.ledger.get_blob(found.response_blob),
+                model=found.model,
+                input_tokens=found.tokens_in,
+                output_tokens=found.tokens_out,
+                cache_read_tokens=found.cache_read,
+                cache_write_tokens=found.cache_write,
+            )
+        (request_blob,) = self.ledger.put_blobs([text])
+        row = CallRow(
+            id=call_id,
+            call_key=key,
+            run_id=self.run_id,
+            step=self.step,
+            stage=self.stage,
+            unit=self.unit,
+            call_index=index,
+            request_hash=request_hash,
+            role=self.role,
+            model=self.inner.name,
+            status="failed",
+            request_blob=request_blob,
+            recorded_at="",
+        )
+        start = time.monotonic()
+        try:
+            reply = self.inner.complete(request)
+        except Exception as exc:
+            row.error_class, row.error_message = type(exc).__name__, str(exc)[:2000]
+            row.latency_ms, row.recorded_at = int((time.monotonic() - start) * 1000), self.clock()
+            journal.record(row)
+            raise
+        (response_blob,) = self.ledger.put_blobs([reply.text])
+        row.status, row.response_blob, row.model = "ok", response_blob, reply.model
+        row.tokens_in, row.tokens_out = reply.input_tokens, reply.output_tokens
+        row.cache_read, row.cache_write, row.retries = (
+            reply.cache_read_tokens,
+            reply.cache_write_tokens,
+            reply.retries,
+        )
+        row.latency_ms, row.recorded_at = int((time.monotonic() - start) * 1000), self.clock()
+        journal.record(row)
+        return reply
