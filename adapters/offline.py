@@ -72,6 +72,7 @@ class OfflineModel:
             "reflect": self._reflect,
             "merge": self._merge,
             "rank": self._rank,
+            "doctor": lambda _: "OK",
         }.get(request.purpose)
         if handler is None:
             raise AdapterError(f"offline model: no behaviour for purpose {request.purpose!r}")

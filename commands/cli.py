@@ -867,6 +867,74 @@ def calls_show(
         print(f"\n--- failed: {c.error_class}: {c.error_message}")
 
 
+@app.command()
+@cli_errors
+def doctor(
+    config_path: Annotated[
+        Path | None, typer.Argument(metavar="[CONFIG]", help="A config file; else --db/--run.")
+    ] = None,
+    db: DbOpt = DEFAULT_DB,
+    run: RunOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Send one tiny request per configured role and say whether credentials, endpoint and
+    model work, with the provider's error when not. Exit 1 if a role fails."""
+    import time
+
+    from adapters.protocol import AdapterError, ChatRequest, Message
+    from adapters.registry import make_model
+    from commands.context import role_settings
+    from commands.runner import load_state
+
+    if config_path is not None:
+        config, _ = load_config_file(config_path, [])
+    else:
+        ledger, row = _open(db, run)
+        config = load_state(ledger, row.id).cfg
+    results = []
+    for role in ("target", "optimizer"):
+        settings = role_settings(config, role)
+        entry: dict[str, Any] = {
+            "role": role,
+            "backend": settings.backend,
+            "model": settings.model,
+            "base_url": settings.base_url,
+            "ok": False,
+        }
+        start = time.monotonic()
+        try:
+            model = make_model(settings)
+            reply = model.complete(
+                ChatRequest(
+                    role,
+                    "You are a health check.",  # type: ignore[arg-type]
+                    (Message("user", "Reply with the word OK."),),
+                    "doctor",
+                    max_tokens=16,
+                )
+            )
+            entry |= {"ok": True, "reply": reply.text[:40], "served_by": reply.model}
+        except (AdapterError, Exception) as exc:  # every failure is the answer here
+            entry["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        entry["latency_ms"] = int((time.monotonic() - start) * 1000)
+        results.append(entry)
+    if json_:
+        emit_json(results)
+    else:
+        for r in results:
+            where = f"{r['backend']} {r['model']}" + (
+                f" at {r['base_url']}" if r["base_url"] else ""
+            )
+            verdict = (
+                f"ok ({r['latency_ms']} ms, served by {r['served_by']})"
+                if r["ok"]
+                else f"FAILED: {r['error']}"
+            )
+            print(f"{r['role']:<9} {where}: {verdict}")
+    if not all(r["ok"] for r in results):
+        raise CheckFailed("a model role does not work; see above")
+
+
 @db_app.command("upgrade")
 @cli_errors
 def db_upgrade(db: DbOpt = DEFAULT_DB) -> None:

@@ -197,3 +197,26 @@ def test_keys_come_only_from_the_environment(
     res = cli("init", str(EXAMPLE), "--db", db, "--set", "models.optimizer.backend=openai")
     assert res.code == 2 and "models.optimizer.api_key_env" in res.err
     assert json.dumps(res.err).count("sk-") == 0
+
+
+def test_doctor_says_which_role_works(cli: Cli, fake: FakeProvider, tmp_path: Path) -> None:
+    config = tmp_path / "mixed.yaml"
+    text = EXAMPLE.read_text().replace("../skills", str(EXAMPLE.parent.parent / "skills"))
+    text = text.replace(
+        "  optimizer:\n    backend: offline\n    model: offline-optimizer\n",
+        f"  optimizer:\n    backend: openai\n    model: gpt-test\n    base_url: {fake.url}/v1\n"
+        "    api_key_env: SKILLOPT_TEST_KEY\n    max_attempts: 1\n",
+    )
+    config.write_text(text)
+    res = cli("doctor", str(config), "--json")
+    assert res.code == 0, res.err
+    assert [r["ok"] for r in res.json()] == [True, True]
+    assert fake.log[-1].body["messages"][-1]["content"] == "Reply with the word OK."
+    fake.faults.append(Fault(401))
+    res = cli("doctor", str(config))
+    assert res.code == 1
+    assert "target    offline offline-target: ok" in res.out
+    assert (
+        "optimizer openai gpt-test at" in res.out and "FAILED" in res.out and "HTTP 401" in res.out
+    )
+    assert "SKILLOPT_TEST_KEY" in res.out
