@@ -250,9 +250,14 @@ def run_cmd(
     db: DbOpt = DEFAULT_DB,
     run: RunOpt = None,
     max_stages: Annotated[int | None, typer.Option(help="Stop after this many stages.")] = None,
+    max_usd: Annotated[float | None, typer.Option(help="Set the cost budget from here on.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Set the token budget from here on.")
+    ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Run stages until the run is done (or --max-stages). Resumes exactly where the ledger ends."""
+    """Run stages until the run is done (or --max-stages). Resumes exactly where the ledger ends.
+    Stops before a stage once a budget is spent; --max-usd/--max-tokens raise it (recorded)."""
     from commands.context import Progress
     from commands.progress import RichProgress
     from commands.runner import load_state, make_context, run_stage
@@ -260,6 +265,8 @@ def run_cmd(
 
     ledger, row = _open(db, run)
     state = load_state(ledger, row.id)
+    if max_usd is not None or max_tokens is not None:
+        state = _set_budget(ledger, row.id, state, max_usd, max_tokens)
     tty = sys.stdout.isatty() and not json_
     console = Console(highlight=False)
     ctx = make_context(ledger, row.id, state, RichProgress(console) if tty else Progress())
@@ -279,6 +286,29 @@ def run_cmd(
         emit_json(view)
     elif tty:
         _print_status(view)
+
+
+def _set_budget(ledger: Any, run_id: str, state: Any, usd: float | None, tokens: int | None) -> Any:
+    from commands.clock import utc_now
+    from machine.budget import limits
+    from machine.events import BudgetSet
+    from machine.reducer import reduce
+
+    if (usd is not None and usd < 0) or (tokens is not None and tokens < 0):
+        raise InputError("--max-usd and --max-tokens must be >= 0")
+    if usd is not None and any(
+        getattr(state.cfg.models, r).prices is None for r in ("target", "optimizer")
+    ):
+        raise InputError("--max-usd needs prices for both roles (models.<role>.prices)")
+    current_usd, current_tokens = limits(state)
+    new = BudgetSet(
+        max_usd=current_usd if usd is None else usd,
+        max_tokens=current_tokens if tokens is None else tokens,
+    )
+    if (new.max_usd, new.max_tokens) == (current_usd, current_tokens):
+        return state
+    ledger.append(run_id, state.seq, [new], utc_now())
+    return reduce([new], state)
 
 
 def _print_status(view: dict[str, Any]) -> None:

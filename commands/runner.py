@@ -12,7 +12,8 @@ from commands.errors import InputError, RunFailed
 from commands.stages import HandlerGen, aggregate, plans, reflect, rollouts, update
 from ledger.store import ConflictError, CorruptEvent, Ledger, StoredEvent
 from machine import transitions as tr
-from machine.events import Event, StageFailed
+from machine.budget import exhausted, limits, spent
+from machine.events import BudgetExhausted, Event, StageFailed
 from machine.reducer import apply, reduce
 from machine.state import TrainerState
 
@@ -92,6 +93,17 @@ def run_stage(
     command = tr.next_command(state)
     if command is None:
         return None
+    if (why := exhausted(state)) is not None:
+        cost, tokens = spent(state)
+        usd, tok = limits(state)
+        stop = BudgetExhausted(
+            stage=command.stage, spent_usd=cost, spent_tokens=tokens, max_usd=usd, max_tokens=tok
+        )
+        ledger.append(run_id, state.seq, [stop], clock())
+        raise RunFailed(
+            f"budget exhausted before stage {command.stage}: {why}; raise it with "
+            "`skillopt run --max-usd X` or `--max-tokens N` to continue"
+        )
     result = StageResult(command, state)
     gen = HANDLERS[type(command)](command, state, ctx)
     try:

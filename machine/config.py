@@ -96,6 +96,11 @@ class ModelsConfig(_Section):
     optimizer: RoleConfig = RoleConfig()
 
 
+class BudgetConfig(_Section):
+    max_usd: float | None = Field(default=None, ge=0.0, description="cost limit (needs prices)")
+    max_tokens: int | None = Field(default=None, ge=0, description="token limit, all roles")
+
+
 class SkilloptConfig(_Section):
     train: TrainConfig = TrainConfig()
     gradient: GradientConfig = GradientConfig()
@@ -103,6 +108,15 @@ class SkilloptConfig(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     env: EnvConfig
     models: ModelsConfig = ModelsConfig()
+    budget: BudgetConfig = BudgetConfig()
+
+    @model_validator(mode="after")
+    def _prices_for_a_cost_budget(self) -> SkilloptConfig:
+        if self.budget.max_usd is not None:
+            for role in ("target", "optimizer"):
+                if getattr(self.models, role).prices is None:
+                    raise ValueError(f"budget.max_usd needs models.{role}.prices")
+        return self
 
 
 class ConfigError(ValueError):

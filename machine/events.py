@@ -353,6 +353,27 @@ class RunCompleted(Event):
 
 
 @register
+class BudgetSet(Event):
+    """New limits for this run from here on (run --max-usd / --max-tokens)."""
+
+    TYPE = "budget.set"
+    max_usd: float | None
+    max_tokens: int | None
+
+
+@register
+class BudgetExhausted(Event):
+    """The run stopped before a stage because spending reached a limit."""
+
+    TYPE = "budget.exhausted"
+    stage: str
+    spent_usd: float | None
+    spent_tokens: int
+    max_usd: float | None
+    max_tokens: int | None
+
+
+@register
 class StageFailed(Event):
     TYPE = "stage.failed"
     stage: str

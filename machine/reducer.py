@@ -289,6 +289,16 @@ def _run_completed(s: TrainerState, e: ev.RunCompleted) -> TrainerState:
     return replace(s, completed=e)
 
 
+@on(ev.BudgetSet)
+def _budget_set(s: TrainerState, e: ev.BudgetSet) -> TrainerState:
+    return replace(s, budget_set=True, budget_usd=e.max_usd, budget_tokens=e.max_tokens)
+
+
+@on(ev.BudgetExhausted)
+def _budget_exhausted(s: TrainerState, e: ev.BudgetExhausted) -> TrainerState:
+    return s
+
+
 @on(ev.StageFailed)
 def _stage_failed(s: TrainerState, e: ev.StageFailed) -> TrainerState:
     return replace(s, last_failure=e)

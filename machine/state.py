@@ -139,6 +139,9 @@ class TrainerState:
     completed: RunCompleted | None = None
     last_failure: StageFailed | None = None  # cleared by any later progress
     fork_seq: int | None = None  # a fork: the last seq copied from its origin
+    budget_set: bool = False  # budget.set overrides the config's limits
+    budget_usd: float | None = None
+    budget_tokens: int | None = None
     # stage -> (calls, input tokens, output tokens)
     tokens: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from machine import events as ev
 from machine import transitions as tr
+from machine.budget import exhausted, limits, spent
 from machine.canonical import sha256_text
 from machine.config import validate_config
 from machine.fork import changes, fork_problems
@@ -105,6 +106,19 @@ def conforms(state: TrainerState, e: ev.Event) -> None:
         raise Mismatch(f"{e.TYPE} after run.completed")
     if isinstance(e, ev.StageFailed):
         _same("failed stage", (e.stage, e.step), (cmd.stage, int(getattr(cmd, "step", 0))))
+        return
+    if isinstance(e, ev.BudgetSet):
+        return
+    if isinstance(e, ev.BudgetExhausted):
+        why = exhausted(state)
+        if why is None:
+            raise Mismatch("budget.exhausted while the budget is not spent")
+        cost, tokens = spent(state)
+        _same(
+            "budget stop",
+            (e.stage, e.spent_usd, e.spent_tokens, (e.max_usd, e.max_tokens)),
+            (cmd.stage, cost, tokens, limits(state)),
+        )
         return
     if not isinstance(e, ALLOWED[type(cmd)]):
         raise Mismatch(f"{e.TYPE} where the stage graph expects stage {cmd.stage}")

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from machine.budget import limits, spent, stage_cost
 from machine.canonical import short
 from machine.history import unified_diff
 from machine.state import TrainerState
@@ -36,7 +37,16 @@ def status_view(state: TrainerState) -> dict[str, Any]:
         "best_skill_hash": state.best_hash,
         "events": state.seq,
         "last_failure": failure.model_dump(mode="json") if failure else None,
+        **_spending(state),
     }
+
+
+def _spending(state: TrainerState) -> dict[str, Any]:
+    if state.config is None:
+        return {}
+    cost, tokens = spent(state)
+    usd, tok = limits(state)
+    return {"tokens": tokens, "cost": cost, "budget": {"max_usd": usd, "max_tokens": tok}}
 
 
 def _score(e: Any) -> dict[str, Any] | None:
@@ -102,18 +112,10 @@ def report_data(state: TrainerState) -> dict[str, Any]:
         },
         "totals": state.totals(),
         "tokens": {
-            stage: {"calls": c, "input": i, "output": o, "cost": _cost(state, stage, i, o)}
+            stage: {"calls": c, "input": i, "output": o, "cost": stage_cost(state, stage, i, o)}
             for stage, (c, i, o) in sorted(state.tokens.items())
         },
     }
-
-
-def _cost(state: TrainerState, stage: str, tokens_in: int, tokens_out: int) -> float | None:
-    """Cost of a stage's tokens at its role's prices (rollouts: target; the rest: optimizer)."""
-    role = state.cfg.models.target if stage.startswith("rollout") else state.cfg.models.optimizer
-    if role.prices is None:
-        return None
-    return round((tokens_in * role.prices.input + tokens_out * role.prices.output) / 1e6, 6)
 
 
 def _f(x: float | None) -> str:

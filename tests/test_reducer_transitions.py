@@ -654,6 +654,10 @@ def sample_events() -> list[ev.Event]:
         ),
         ev.StageFailed(stage="rollout", step=2, error_type="TimeoutError", message="slow"),
         ev.SettingsChanged(changes={"train.num_epochs": [1, 2]}, config=CONFIG),
+        ev.BudgetSet(max_usd=2.5, max_tokens=None),
+        ev.BudgetExhausted(
+            stage="reflect", spent_usd=2.6, spent_tokens=900, max_usd=2.5, max_tokens=None
+        ),
     ]
 
 

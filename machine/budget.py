@@ -1,0 +1,40 @@
+"""Spending and budgets: tokens and cost so far, as pure functions of the state."""
+
+from __future__ import annotations
+
+from machine.state import TrainerState
+
+
+def stage_cost(state: TrainerState, stage: str, tokens_in: int, tokens_out: int) -> float | None:
+    """Cost of a stage's tokens at its role's prices (rollouts: target; the rest: optimizer)."""
+    role = state.cfg.models.target if stage.startswith("rollout") else state.cfg.models.optimizer
+    if role.prices is None:
+        return None
+    return round((tokens_in * role.prices.input + tokens_out * role.prices.output) / 1e6, 6)
+
+
+def spent(state: TrainerState) -> tuple[float | None, int]:
+    """(cost so far, or None when a stage with tokens has no prices; tokens so far)."""
+    tokens = sum(i + o for _, i, o in state.tokens.values())
+    costs = [stage_cost(state, stage, i, o) for stage, (_, i, o) in state.tokens.items()]
+    if any(c is None for c in costs):
+        return None, tokens
+    return round(sum(c for c in costs if c is not None), 6), tokens
+
+
+def limits(state: TrainerState) -> tuple[float | None, int | None]:
+    b = state.cfg.budget
+    usd = state.budget_usd if state.budget_set else b.max_usd
+    tok = state.budget_tokens if state.budget_set else b.max_tokens
+    return usd, tok
+
+
+def exhausted(state: TrainerState) -> str | None:
+    """Why the next stage must not start, or None."""
+    usd, tok = limits(state)
+    cost, tokens = spent(state)
+    if tok is not None and tokens >= tok:
+        return f"spent {tokens} tokens of a budget of {tok}"
+    if usd is not None and cost is not None and cost >= usd:
+        return f"spent {cost:.4f} of a budget of {usd:.4f}"
+    return None
