@@ -189,6 +189,7 @@ class ReflectionProposed(Event):
     failure_summary: list[dict[str, Any]] = Field(default_factory=list)
     success_patterns: list[str] = Field(default_factory=list)
     call: CallRecord
+    reask: CallRecord | None = None  # the one re-ask after an unusable first reply
 
 
 class MergeNode(BaseModel):
@@ -204,6 +205,7 @@ class MergeNode(BaseModel):
     fallback: str = ""
     edits: list[Edit]
     call: CallRecord | None = None
+    reask: CallRecord | None = None
 
 
 @register
@@ -225,6 +227,7 @@ class RankingRecord(BaseModel):
     invalid_indices: list[Any] = Field(default_factory=list)
     beyond_budget: list[int] = Field(default_factory=list)
     call: CallRecord
+    reask: CallRecord | None = None
 
 
 @register

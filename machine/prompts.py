@@ -61,3 +61,11 @@ def ranking_user_message(skill: str, edits: Sequence[Edit], budget: int) -> str:
 
 def edit_hints(edits: Sequence[Edit]) -> list[dict[str, Any]]:
     return [e.model_dump(mode="json") for e in edits]
+
+
+def reask_message(error: str) -> str:
+    """The one follow-up sent when a reply cannot be used."""
+    return (
+        f"Your reply could not be used: {error}. Reply again with exactly one JSON object, "
+        "in a ```json fenced block, in the format the instructions ask for."
+    )

@@ -23,6 +23,7 @@ from machine.plans import epoch_seed, plan_epoch, plan_minibatches, reflection_s
 from machine.prompts import (
     merge_user_message,
     ranking_user_message,
+    reask_message,
     reflection_user_message,
     trajectory_block,
 )
@@ -267,7 +268,13 @@ def _reflection_plan(s: TrainerState, e: ev.ReflectionPlanned, texts: Texts) -> 
 
 
 def _prompt(
-    s: TrainerState, texts: Texts, call: ev.CallRecord, purpose: str, user: str, what: str
+    s: TrainerState,
+    texts: Texts,
+    call: ev.CallRecord,
+    purpose: str,
+    user: str,
+    what: str,
+    history: list[list[str]] | None = None,
 ) -> None:
     """The recorded prompt is the one these recorded inputs give (its system part is the
     template of the skillopt that wrote it, which the ledger does not hold)."""
@@ -277,9 +284,45 @@ def _prompt(
         raise Mismatch(f"{what} prompt is not the JSON skillopt records") from None
     _same(
         f"{what} prompt",
-        (prompt.get("purpose"), prompt.get("model"), prompt.get("user")),
-        (purpose, s.cfg.models.optimizer.model, user),
+        (prompt.get("purpose"), prompt.get("model"), prompt.get("history", []), prompt.get("user")),
+        (purpose, s.cfg.models.optimizer.model, history or [], user),
     )
+
+
+def _asked(
+    s: TrainerState,
+    texts: Texts,
+    call: ev.CallRecord,
+    reask: ev.CallRecord | None,
+    purpose: str,
+    user: str,
+    parse: Callable[[str], Any],
+    what: str,
+) -> tuple[Any, str]:
+    """Re-derive an ask (and its one re-ask): (parsed value or None, error)."""
+    _prompt(s, texts, call, purpose, user, what)
+    first = _blob(texts, call.response_hash, f"{what} reply")
+    try:
+        value = parse(first)
+    except ReplyError as exc:
+        if reask is None:
+            raise Mismatch(f"{what}: an unusable reply was not re-asked") from None
+        _prompt(
+            s,
+            texts,
+            reask,
+            purpose,
+            reask_message(str(exc)),
+            f"{what} re-ask",
+            [["user", user], ["assistant", first]],
+        )
+        try:
+            return parse(_blob(texts, reask.response_hash, f"{what} re-ask reply")), ""
+        except ReplyError as again:
+            return None, f"{exc}; after a re-ask: {again}"
+    if reask is not None:
+        raise Mismatch(f"{what}: a usable reply was re-asked")
+    return value, ""
 
 
 def _proposed(s: TrainerState, e: ev.ReflectionProposed, texts: Texts) -> str:
@@ -297,13 +340,17 @@ def _proposed(s: TrainerState, e: ev.ReflectionProposed, texts: Texts) -> str:
         for k, r in enumerate(rows, start=1)
     ]
     skill = _blob(texts, p.parent_hash, "parent skill")
-    _prompt(
-        s, texts, e.call, "reflect", reflection_user_message(skill, budget, blocks), "reflection"
+    r, error = _asked(
+        s,
+        texts,
+        e.call,
+        e.reask,
+        "reflect",
+        reflection_user_message(skill, budget, blocks),
+        lambda text: parse_reflection(text, e.source_type, len(e.item_ids), budget),
+        "reflection",
     )
-    reply = _blob(texts, e.call.response_hash, "reflection reply")
-    try:
-        r = parse_reflection(reply, e.source_type, len(e.item_ids), budget)
-    except ReplyError as exc:
+    if r is None:
         _same(
             "unusable reply",
             (
@@ -315,7 +362,7 @@ def _proposed(s: TrainerState, e: ev.ReflectionProposed, texts: Texts) -> str:
                 e.failure_summary,
                 e.success_patterns,
             ),
-            (False, str(exc), [], "", 0, [], []),
+            (False, error, [], "", 0, [], []),
         )
         return "replies"
     _same(
@@ -346,22 +393,28 @@ def _merged(s: TrainerState, e: ev.PatchesMerged, texts: Texts) -> str:
         if node.call is None:
             raise Mismatch(f"merge node {node.id} has no recorded call")
         patches = [edits[i] for i in call.inputs]
-        user = merge_user_message(skill, call.group, patches)
-        _prompt(s, texts, node.call, "merge", user, f"merge node {node.id}")
-        reply = _blob(texts, node.call.response_hash, f"merge reply of {node.id}")
-        try:
-            _, derived = parse_merge(reply, default_source(call.group))
-            _same(
-                f"merge node {node.id}",
-                (node.ok, node.error, node.fallback, node.edits),
-                (True, "", "", derived),
-            )
-        except ReplyError as exc:
+        derived, error = _asked(
+            s,
+            texts,
+            node.call,
+            node.reask,
+            "merge",
+            merge_user_message(skill, call.group, patches),
+            lambda text, g=call.group: parse_merge(text, default_source(g))[1],
+            f"merge node {node.id}",
+        )
+        if derived is None:
             concat = [x for patch in patches for x in patch]
             _same(
                 f"merge node {node.id}",
                 (node.ok, node.error, node.fallback, node.edits),
-                (False, str(exc), "concatenate", concat),
+                (False, error, "concatenate", concat),
+            )
+        else:
+            _same(
+                f"merge node {node.id}",
+                (node.ok, node.error, node.fallback, node.edits),
+                (True, "", "", derived),
             )
         edits[node.id] = list(node.edits)
     _same("merged patch", (e.root, e.edits), (root, edits[root]))
@@ -391,38 +444,34 @@ def _selected(s: TrainerState, e: ev.EditsSelected, texts: Texts) -> str:
         if rk is None:
             raise Mismatch(f"{len(merged)} edits over a budget of {budget} but no ranking call")
         skill = _blob(texts, p.parent_hash, "parent skill")
-        _prompt(s, texts, rk.call, "rank", ranking_user_message(skill, merged, budget), "ranking")
-        reply = _blob(texts, rk.call.response_hash, "ranking reply")
-        try:
-            r = parse_ranking(reply, len(merged), budget)
+        r, error = _asked(
+            s,
+            texts,
+            rk.call,
+            rk.reask,
+            "rank",
+            ranking_user_message(skill, merged, budget),
+            lambda text: parse_ranking(text, len(merged), budget),
+            "ranking",
+        )
+        labels = (
+            rk.ok,
+            rk.error,
+            rk.fallback,
+            rk.reasoning,
+            rk.raw_indices,
+            rk.invalid_indices,
+            rk.beyond_budget,
+        )
+        if r is None:
+            kept = list(range(budget))
+            _same("unusable ranking", labels, (False, error, "first_k", "", [], [], []))
+        else:
             kept = r.selected
             _same(
                 "ranking",
-                (
-                    rk.ok,
-                    rk.error,
-                    rk.fallback,
-                    rk.reasoning,
-                    rk.raw_indices,
-                    rk.invalid_indices,
-                    rk.beyond_budget,
-                ),
+                labels,
                 (True, "", "", r.reasoning, r.raw_indices, r.invalid, r.beyond_budget),
-            )
-        except ReplyError as exc:
-            kept = list(range(budget))
-            _same(
-                "unusable ranking",
-                (
-                    rk.ok,
-                    rk.error,
-                    rk.fallback,
-                    rk.reasoning,
-                    rk.raw_indices,
-                    rk.invalid_indices,
-                    rk.beyond_budget,
-                ),
-                (False, str(exc), "first_k", "", [], [], []),
             )
         _same("kept indices", e.kept_indices, kept)
     _same("dropped indices", e.dropped_indices, [i for i in range(len(merged)) if i not in kept])

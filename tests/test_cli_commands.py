@@ -96,10 +96,27 @@ def test_unusable_optimizer_replies_become_explicit_events(cli: Cli, tmp_path: P
     assert proposals
     for p in proposals:
         assert p["payload"]["ok"] is False
-        assert p["payload"]["error"] == "no JSON object in reply"
-        assert p["payload"]["edits"] == []
+        assert (
+            p["payload"]["error"]
+            == "no JSON object in reply; after a re-ask: no JSON object in reply"
+        )
+        assert p["payload"]["edits"] == [] and p["payload"]["reask"]["call_id"]
     actions = {s["action"] for s in cli("report", "--db", db, "--json").json()["steps"]}
     assert actions == {"skip_no_patches"}
+
+
+def test_an_unusable_reply_is_re_asked_once_with_the_error(cli: Cli, tmp_path: Path) -> None:
+    db = _init(cli, tmp_path, "--set", "models.optimizer.options.unusable_rate=0.5")
+    assert cli("run", "--db", db).code == 0
+    proposals = [
+        e["payload"]
+        for e in cli("events", "--db", db, "--type", "reflection.proposed", "--json").json()
+    ]
+    rescued = [p for p in proposals if p["reask"] and p["ok"]]
+    assert rescued and any(p["reask"] is None for p in proposals)
+    shown = cli("calls", "show", rescued[0]["reask"]["call_id"], "--db", db).out
+    assert "--- assistant ---" in shown and "Your reply could not be used: no JSON object" in shown
+    assert cli("replay", "--db", db, "--verify").code == 0
 
 
 def test_a_failed_stage_is_recorded_and_retried(cli: Cli, tmp_path: Path) -> None:

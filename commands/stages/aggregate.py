@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from commands.context import StageContext, load_template
 from commands.stages import HandlerGen
-from commands.stages.calls import ask_optimizer
+from commands.stages.calls import ask_and_parse
 from machine import events as ev
 from machine import transitions as tr
 from machine.edits import Edit
 from machine.merge import MergeCall, default_source, merge_plan
 from machine.prompts import edit_hints, merge_user_message
-from machine.replies import MERGE_SCHEMA, ReplyError, parse_merge
+from machine.replies import MERGE_SCHEMA, parse_merge
 from machine.state import TrainerState
 
 
@@ -21,18 +21,31 @@ def _merge_call(
 ) -> ev.MergeNode:
     hints = {"group": call.group, "patches": [edit_hints(p) for p in patches]}
     user = merge_user_message(skill, call.group, patches)
-    reply, record = ask_optimizer(
-        ctx, "merge", load_template("merge"), user, hints, MERGE_SCHEMA, step=step, unit=call.id
+    answer = ask_and_parse(
+        ctx,
+        "merge",
+        load_template("merge"),
+        user,
+        hints,
+        MERGE_SCHEMA,
+        lambda text: parse_merge(text, default_source(call.group))[1],
+        step=step,
+        unit=call.id,
     )
-    node = {"id": call.id, "level": call.level, "group": call.group, "inputs": list(call.inputs)}
-    try:
-        _, edits = parse_merge(reply.text, default_source(call.group))
-    except ReplyError as exc:
+    node = {
+        "id": call.id,
+        "level": call.level,
+        "group": call.group,
+        "inputs": list(call.inputs),
+        "call": answer.call,
+        "reask": answer.reask,
+    }
+    if answer.value is None:
         concat = [e for p in patches for e in p]
         return ev.MergeNode(
-            **node, ok=False, error=str(exc), fallback="concatenate", edits=concat, call=record
+            **node, ok=False, error=answer.error, fallback="concatenate", edits=concat
         )
-    return ev.MergeNode(**node, ok=True, edits=edits, call=record)
+    return ev.MergeNode(**node, ok=True, edits=answer.value)
 
 
 def merge(cmd: tr.Merge, state: TrainerState, ctx: StageContext) -> HandlerGen:

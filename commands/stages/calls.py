@@ -1,42 +1,64 @@
-"""Calling the optimizer: the prompt and the reply go to blobs, the event keeps their hashes."""
+"""Calling the optimizer: the prompt and the reply go to blobs, the event keeps their hashes.
+
+A reply that does not parse is re-asked once, in the same unit, with the parse error; if the
+second reply fails too, the caller records the failure explicitly (never a silent drop)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from adapters.protocol import ChatRequest, Completion, Message
+from adapters.protocol import ChatRequest, Message
 from commands.context import StageContext
+from commands.journal import JournaledModel
 from machine.canonical import canonical_json
 from machine.events import CallRecord, Tokens
+from machine.prompts import reask_message
+from machine.replies import ReplyError
+
+T = TypeVar("T")
 
 
-def ask_optimizer(
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    value: T | None  # None: both replies were unusable
+    error: str
+    call: CallRecord
+    reask: CallRecord | None
+
+
+def _ask(
     ctx: StageContext,
+    model: JournaledModel,
     purpose: str,
     system: str,
+    history: Sequence[tuple[str, str]],
     user: str,
     hints: Mapping[str, Any],
     schema: Mapping[str, Any] | None,
-    *,
-    step: int,
-    unit: str,
-) -> tuple[Completion, CallRecord]:
+) -> tuple[str, CallRecord]:
     role = ctx.config.models.optimizer
+    messages = tuple(Message(r, c) for r, c in history) + (Message("user", user),)  # type: ignore[arg-type]
     request = ChatRequest(
         role="optimizer",
         system=system,
-        messages=(Message("user", user),),
+        messages=messages,
         purpose=purpose,
         hints=hints,
         max_tokens=role.max_tokens,
         temperature=role.temperature,
         json_schema=schema,
     )
-    model = ctx.model_for("optimizer", step, purpose, unit)
     reply = model.complete(request)
     prompt = canonical_json(
-        {"purpose": purpose, "model": ctx.optimizer.name, "system": system, "user": user}
+        {
+            "purpose": purpose,
+            "model": ctx.optimizer.name,
+            "system": system,
+            "history": [list(turn) for turn in history],
+            "user": user,
+        }
     )
     prompt_hash, response_hash = ctx.store(prompt, reply.text)
     record = CallRecord(
@@ -46,4 +68,31 @@ def ask_optimizer(
         tokens=Tokens(input=reply.input_tokens, output=reply.output_tokens),
         call_id=model.call_ids[-1],
     )
-    return reply, record
+    return reply.text, record
+
+
+def ask_and_parse(
+    ctx: StageContext,
+    purpose: str,
+    system: str,
+    user: str,
+    hints: Mapping[str, Any],
+    schema: Mapping[str, Any] | None,
+    parse: Callable[[str], T],
+    *,
+    step: int,
+    unit: str,
+) -> Answer[T]:
+    model = ctx.model_for("optimizer", step, purpose, unit)
+    first, call = _ask(ctx, model, purpose, system, (), user, hints, schema)
+    try:
+        return Answer(parse(first), "", call, None)
+    except ReplyError as exc:
+        history = (("user", user), ("assistant", first))
+        second, reask = _ask(
+            ctx, model, purpose, system, history, reask_message(str(exc)), hints, schema
+        )
+        try:
+            return Answer(parse(second), "", call, reask)
+        except ReplyError as again:
+            return Answer(None, f"{exc}; after a re-ask: {again}", call, reask)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from commands.context import StageContext, load_template
 from commands.stages import HandlerGen
-from commands.stages.calls import ask_optimizer
+from commands.stages.calls import ask_and_parse
 from commands.stages.concurrency import ordered_map
 from machine import events as ev
 from machine import transitions as tr
 from machine.plans import plan_minibatches, reflection_seed
 from machine.prompts import reflection_user_message, trajectory_block
-from machine.replies import REFLECTION_SCHEMA, ReplyError, parse_reflection
+from machine.replies import REFLECTION_SCHEMA, parse_reflection
 from machine.scoring import aggregate, is_failure
 from machine.state import TrainerState
 
@@ -70,13 +70,14 @@ def reflect(cmd: tr.Reflect, state: TrainerState, ctx: StageContext) -> HandlerG
                 for r in rows
             ],
         }
-        reply, call = ask_optimizer(
+        answer = ask_and_parse(
             ctx,
             "reflect",
             load_template(f"reflect_{mb.source_type}"),
             reflection_user_message(skill, budget, blocks),
             hints,
             REFLECTION_SCHEMA,
+            lambda text: parse_reflection(text, mb.source_type, len(rows), budget),
             step=cmd.step,
             unit=mb.id,
         )
@@ -85,12 +86,12 @@ def reflect(cmd: tr.Reflect, state: TrainerState, ctx: StageContext) -> HandlerG
             "minibatch_id": mb.id,
             "source_type": mb.source_type,
             "item_ids": mb.item_ids,
-            "call": call,
+            "call": answer.call,
+            "reask": answer.reask,
         }
-        try:
-            parsed = parse_reflection(reply.text, mb.source_type, len(rows), budget)
-        except ReplyError as exc:
-            return ev.ReflectionProposed(ok=False, error=str(exc), **base)
+        parsed = answer.value
+        if parsed is None:
+            return ev.ReflectionProposed(ok=False, error=answer.error, **base)
         return ev.ReflectionProposed(
             ok=True,
             reasoning=parsed.reasoning,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from commands.context import StageContext, load_template
 from commands.stages import HandlerGen
-from commands.stages.calls import ask_optimizer
+from commands.stages.calls import ask_and_parse
 from machine import events as ev
 from machine import transitions as tr
 from machine.prompts import edit_hints, ranking_user_message
 from machine.reducer import apply
-from machine.replies import RANKING_SCHEMA, ReplyError, parse_ranking
+from machine.replies import RANKING_SCHEMA, parse_ranking
 from machine.schedule import edit_budget
 from machine.scoring import decide_gate
 from machine.skilldoc import apply_edits, count_statuses
@@ -33,18 +33,19 @@ def select(cmd: tr.Select, state: TrainerState, ctx: StageContext) -> HandlerGen
     elif len(merged) > budget:
         skill = ctx.text(p.parent_hash)
         hints = {"edits": edit_hints(merged), "budget": budget}
-        reply, call = ask_optimizer(
+        answer = ask_and_parse(
             ctx,
             "rank",
             load_template("rank"),
             ranking_user_message(skill, merged, budget),
             hints,
             RANKING_SCHEMA,
+            lambda text: parse_ranking(text, len(merged), budget),
             step=cmd.step,
             unit="rank",
         )
-        try:
-            parsed = parse_ranking(reply.text, len(merged), budget)
+        parsed = answer.value
+        if parsed is not None:
             kept = parsed.selected
             ranking = ev.RankingRecord(
                 ok=True,
@@ -52,11 +53,18 @@ def select(cmd: tr.Select, state: TrainerState, ctx: StageContext) -> HandlerGen
                 raw_indices=parsed.raw_indices,
                 invalid_indices=parsed.invalid,
                 beyond_budget=parsed.beyond_budget,
-                call=call,
+                call=answer.call,
+                reask=answer.reask,
             )
-        except ReplyError as exc:
+        else:  # both replies unusable: the first `budget` edits, recorded as such
             kept = kept[:budget]
-            ranking = ev.RankingRecord(ok=False, error=str(exc), fallback="first_k", call=call)
+            ranking = ev.RankingRecord(
+                ok=False,
+                error=answer.error,
+                fallback="first_k",
+                call=answer.call,
+                reask=answer.reask,
+            )
     yield ev.EditsSelected(
         step=cmd.step,
         scheduler=opt.lr_scheduler,
