@@ -64,6 +64,7 @@ class RoleSettings:
     retry_base_s: float = 0.5
     retry_deadline_s: float = 600.0
     max_concurrency: int = 8
+    requests_per_minute: float | None = None  # shared by every stage and role on the endpoint
     options: Mapping[str, Any] = field(default_factory=dict)
 
 

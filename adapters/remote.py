@@ -49,6 +49,35 @@ def slot(settings: RoleSettings) -> threading.BoundedSemaphore:
         return _SEMAPHORES[key]
 
 
+class RateLimiter:
+    """Spaces request starts at least 60/rpm seconds apart (per endpoint, across threads)."""
+
+    def __init__(self, rpm: float) -> None:
+        self.interval = 60.0 / rpm
+        self.next_start = 0.0
+        self.lock = threading.Lock()
+
+    def wait(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next_start)
+            self.next_start = start + self.interval
+        if start > now:
+            sleep(start - now)
+
+
+_LIMITERS: dict[tuple[str, str | None], RateLimiter] = {}
+
+
+def pace(settings: RoleSettings) -> None:
+    if not settings.requests_per_minute:
+        return
+    key = (settings.backend, settings.base_url)
+    with _LOCK:
+        limiter = _LIMITERS.setdefault(key, RateLimiter(settings.requests_per_minute))
+    limiter.wait()
+
+
 def _status(exc: BaseException) -> int | None:
     return getattr(exc, "status_code", None)
 
@@ -97,6 +126,7 @@ def with_retries(
     for attempt in range(settings.max_attempts):
         try:
             with slot(settings):
+                pace(settings)
                 return call(), attempt
         except Exception as exc:  # the SDKs' errors are classified, never swallowed
             last = attempt == settings.max_attempts - 1

@@ -323,6 +323,9 @@ def _print_status(view: dict[str, Any]) -> None:
         f"  current {f(view['current_score'])} ({view['current_skill_hash'][:12]})  "
         f"best {f(view['best_score'])} at step {view['best_step']} ({view['best_skill_hash'][:12]})"
     )
+    for role, row in (view.get("by_role") or {}).items():
+        cost = "" if row["cost"] is None else f", cost {row['cost']:.4f}"
+        print(f"  {role}: {row['calls']} calls, {row['tokens']} tokens{cost}")
     if view.get("last_failure"):
         lf = view["last_failure"]
         print(f"  last failure: stage {lf['stage']}: {lf['error_type']}: {lf['message']}")

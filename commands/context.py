@@ -59,6 +59,7 @@ def role_settings(config: SkilloptConfig, role: str) -> RoleSettings:
         timeout_s=r.timeout_s,
         max_attempts=r.max_attempts,
         max_concurrency=r.max_concurrency,
+        requests_per_minute=r.requests_per_minute,
         retry_base_s=r.retry_base_s,
         retry_deadline_s=r.retry_deadline_s,
         options=r.options,

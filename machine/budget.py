@@ -38,3 +38,18 @@ def exhausted(state: TrainerState) -> str | None:
     if usd is not None and cost is not None and cost >= usd:
         return f"spent {cost:.4f} of a budget of {usd:.4f}"
     return None
+
+
+def by_role(state: TrainerState) -> dict[str, dict[str, float | int | None]]:
+    """Tokens and cost per role (rollouts are the target's, the rest the optimizer's)."""
+    out: dict[str, dict[str, float | int | None]] = {}
+    for stage, (calls, tokens_in, tokens_out) in sorted(state.tokens.items()):
+        role = "target" if stage.startswith("rollout") else "optimizer"
+        row = out.setdefault(role, {"calls": 0, "tokens": 0, "cost": 0.0})
+        cost = stage_cost(state, stage, tokens_in, tokens_out)
+        row["calls"] = int(row["calls"] or 0) + calls
+        row["tokens"] = int(row["tokens"] or 0) + tokens_in + tokens_out
+        row["cost"] = (
+            None if cost is None or row["cost"] is None else round(float(row["cost"]) + cost, 6)
+        )
+    return out

@@ -85,6 +85,7 @@ class RoleConfig(_Section):
     timeout_s: float = Field(default=120.0, gt=0)
     max_attempts: int = Field(default=4, ge=1, description="attempts per call, retries included")
     max_concurrency: int = Field(default=8, ge=1, description="in-flight calls per endpoint")
+    requests_per_minute: float | None = Field(default=None, gt=0, description="per endpoint")
     retry_base_s: float = Field(default=0.5, ge=0, description="first backoff; doubles, jittered")
     retry_deadline_s: float = Field(default=600.0, gt=0, description="give up a call after this")
     prices: Prices | None = None

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from machine.budget import limits, spent, stage_cost
+from machine.budget import by_role, limits, spent, stage_cost
 from machine.canonical import short
 from machine.history import unified_diff
 from machine.state import TrainerState
@@ -46,7 +46,12 @@ def _spending(state: TrainerState) -> dict[str, Any]:
         return {}
     cost, tokens = spent(state)
     usd, tok = limits(state)
-    return {"tokens": tokens, "cost": cost, "budget": {"max_usd": usd, "max_tokens": tok}}
+    return {
+        "tokens": tokens,
+        "cost": cost,
+        "by_role": by_role(state),
+        "budget": {"max_usd": usd, "max_tokens": tok},
+    }
 
 
 def _score(e: Any) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ class Fault:
     retry_after: str | None = None
     delay_s: float = 0.0
     body: bytes | None = None  # raw body (malformed or truncated JSON) instead of an error
+    huge: int = 0  # a well-formed answer of this many characters instead of an error
 
 
 @dataclass
@@ -183,9 +184,17 @@ class FakeProvider:
                 anthropic = self.path.endswith("/messages")
                 with fake.lock:
                     fault = fake.faults.popleft() if fake.faults else None
-                status = fault.status if fault and fault.body is None else 200
+                status = fault.status if fault and fault.body is None and not fault.huge else 200
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 fake.log.append(Logged(self.path, headers, body, status))
+                if fault is not None and fault.huge:
+                    text = "x" * fault.huge
+                    out = (
+                        fake.anthropic_body(body, text)
+                        if anthropic
+                        else fake.openai_body(body, text)
+                    )
+                    return self._send(200, json.dumps(out).encode())
                 if fault is not None:
                     time.sleep(fault.delay_s)
                     if fault.body is not None:

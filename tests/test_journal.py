@@ -109,9 +109,10 @@ def test_a_killed_remote_run_never_pays_twice_for_a_journaled_call(
         assert cli("run", "--db", str(reference)).code == 0
         db = tmp_path / "killed.db"
         assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "r", *args).code == 0
+        # inside step 1's reflection, inside its candidate's selection rollout (rollouts 19..30), later
         for type_, at_least in [
             ("reflection.proposed", 1),
-            ("rollout.scored", 30),
+            ("rollout.scored", 24),
             ("reflection.proposed", 5),
         ]:
             proc = skillopt_process("run", "--db", str(db))

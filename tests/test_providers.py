@@ -220,3 +220,38 @@ def test_doctor_says_which_role_works(cli: Cli, fake: FakeProvider, tmp_path: Pa
         "optimizer openai gpt-test at" in res.out and "FAILED" in res.out and "HTTP 401" in res.out
     )
     assert "SKILLOPT_TEST_KEY" in res.out
+
+
+def test_a_huge_reply_is_stored_and_scored(cli: Cli, fake: FakeProvider, tmp_path: Path) -> None:
+    fake.faults.append(Fault(huge=2_000_000))
+    db, code = _run(cli, tmp_path, *roles("openai", f"{fake.url}/v1"), "--set", "train.workers=1")
+    assert code == 0
+    first = cli("events", "--db", db, "--type", "rollout.scored", "--json").json()[0]["payload"]
+    assert (
+        first["hard"] == 0.0
+        and len(cli("blob", first["trajectory_hash"], "--db", db).out) > 2_000_000
+    )
+    assert cli("replay", "--db", db, "--verify").code == 0
+
+
+def test_the_rate_limit_spaces_request_starts() -> None:
+    from adapters.remote import RateLimiter
+
+    slept: list[float] = []
+    limiter = RateLimiter(rpm=120)  # one start every 0.5 s
+    for _ in range(4):
+        limiter.wait(sleep=slept.append)
+    assert len(slept) == 3  # the first request starts at once
+    assert [round(x, 1) for x in slept] == [0.5, 1.0, 1.5]
+
+
+def test_status_reports_spending_per_role(cli: Cli, fake: FakeProvider, tmp_path: Path) -> None:
+    prices = ["--set", "models.ROLE.prices.input=2", "--set", "models.ROLE.prices.output=4"]
+    db, code = _run(cli, tmp_path, *roles("anthropic", fake.url, *prices))
+    assert code == 0
+    status = cli("status", "--db", db, "--json").json()
+    target, optimizer = status["by_role"]["target"], status["by_role"]["optimizer"]
+    assert target["calls"] + optimizer["calls"] == len(fake.log)
+    assert target["tokens"] == 18 * target["calls"]  # the fake's usage: 11 in, 7 out
+    assert target["cost"] == round(target["calls"] * (11 * 2 + 7 * 4) / 1e6, 6)
+    assert status["cost"] == round(target["cost"] + optimizer["cost"], 6)
