@@ -81,6 +81,17 @@ def event_rows(db: Path, wall_clock: bool = False) -> list[tuple[Any, ...]]:
         return conn.execute(f"SELECT {cols} FROM events ORDER BY run_id, seq").fetchall()
 
 
+def count_events(db: Path, type_: str) -> int:
+    """Events of a type, read while another process may be writing (0 before the file exists)."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute("SELECT count(*) FROM events WHERE type = ?", (type_,)).fetchone()[
+                0
+            ]
+    except sqlite3.OperationalError:
+        return 0
+
+
 @pytest.fixture
 def small_run(cli: Cli, tmp_path: Path) -> Path:
     """A finished small run in a fresh ledger."""

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from ledger.store import Ledger
-from tests.conftest import EXAMPLE, SMALL, Cli, event_rows, skillopt_process
+from tests.conftest import EXAMPLE, SMALL, Cli, count_events, event_rows, skillopt_process
 from tests.fakes import FakeProvider, Fault
 from tests.test_providers import KEY, roles
 
@@ -61,16 +61,6 @@ def test_failed_attempts_are_kept_but_never_reused(
     assert len(retried) == 1 and retried[0]["id"] == failed[0]["id"].split("-f")[0]
 
 
-def _count(db: Path, type_: str) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            return conn.execute("SELECT count(*) FROM events WHERE type = ?", (type_,)).fetchone()[
-                0
-            ]
-    except sqlite3.OperationalError:
-        return 0
-
-
 def _journaled(db: Path) -> set[tuple[str, str]]:
     """(system, last user message) of every answered call."""
     ledger = Ledger.open(str(db))
@@ -117,7 +107,7 @@ def test_a_killed_remote_run_never_pays_twice_for_a_journaled_call(
         ]:
             proc = skillopt_process("run", "--db", str(db))
             deadline = time.monotonic() + 60
-            while _count(db, type_) < at_least:
+            while count_events(db, type_) < at_least:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()  # type: ignore[union-attr]
                 time.sleep(0.002)
             proc.send_signal(signal.SIGKILL)

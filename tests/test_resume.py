@@ -4,14 +4,13 @@ equals an uninterrupted run's (event types, payloads and hashes; only recorded_a
 from __future__ import annotations
 
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 from commands.runner import load_state
 from ledger.store import Ledger
 from machine import transitions as tr
-from tests.conftest import EXAMPLE, SMALL, Cli, event_rows, skillopt_process
+from tests.conftest import EXAMPLE, SMALL, Cli, count_events, event_rows, skillopt_process
 
 # Latency makes every unit take real time, so a kill lands while a stage is under way.
 SLOW = [
@@ -27,21 +26,11 @@ SLOW = [
 ]
 
 
-def _count(db: Path, type_: str) -> int:
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-            return conn.execute("SELECT count(*) FROM events WHERE type = ?", (type_,)).fetchone()[
-                0
-            ]
-    except sqlite3.OperationalError:
-        return 0
-
-
 def _kill_when(db: Path, type_: str, at_least: int) -> None:
     proc = skillopt_process("run", "--db", str(db), "--run", "r")
     deadline = time.monotonic() + 60
     try:
-        while _count(db, type_) < at_least:
+        while count_events(db, type_) < at_least:
             assert proc.poll() is None, f"run ended before {at_least} {type_}: {proc.stderr.read()}"
             assert time.monotonic() < deadline, "kill point never reached"
             time.sleep(0.002)
