@@ -8,10 +8,11 @@ input is returned as the reply's JSON text. Usage records cache writes and reads
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from adapters.protocol import ChatRequest, Completion, RoleSettings
-from adapters.remote import api_key, options_for, with_retries
+from adapters.remote import MalformedResponse, api_key, options_for, with_retries
 
 TOOL = "reply"
 
@@ -53,21 +54,32 @@ class AnthropicModel:
                 }
             ]
             params["tool_choice"] = {"type": "tool", "name": TOOL}
-        message, retries = with_retries(s, lambda: self.client.messages.create(**params))
+        completion, retries = with_retries(
+            s, lambda: self._completion(self.client.messages.create(**params))
+        )
+        return replace(completion, retries=retries)
+
+    @staticmethod
+    def _completion(message: Any) -> Completion:
+        """Read the answer; anything that is not a Messages response is retried, not trusted."""
+        content, usage = getattr(message, "content", None), getattr(message, "usage", None)
+        if not isinstance(content, list) or usage is None:
+            raise MalformedResponse(f"not a Messages API response: {str(message)[:120]!r}")
         text = ""
-        for block in message.content:
+        for block in content:
             if block.type == "tool_use":
                 text = json.dumps(block.input, ensure_ascii=False)
                 break
             if block.type == "text":
                 text += block.text
-        usage = message.usage
+        cache_read = usage.cache_read_input_tokens or 0
+        cache_write = usage.cache_creation_input_tokens or 0
         return Completion(
             text=text,
             model=message.model,
-            input_tokens=usage.input_tokens,
+            # Anthropic counts cached input apart; ours is all input, cached reads included.
+            input_tokens=usage.input_tokens + cache_read + cache_write,
             output_tokens=usage.output_tokens,
-            cache_read_tokens=usage.cache_read_input_tokens or 0,
-            cache_write_tokens=usage.cache_creation_input_tokens or 0,
-            retries=retries,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
         )

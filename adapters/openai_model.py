@@ -4,10 +4,11 @@ unnecessary. A request with a JSON schema asks for `response_format` json_schema
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from adapters.protocol import AdapterError, ChatRequest, Completion, RoleSettings
-from adapters.remote import api_key, options_for, with_retries
+from adapters.remote import MalformedResponse, api_key, options_for, with_retries
 
 
 class OpenAIModel:
@@ -33,7 +34,10 @@ class OpenAIModel:
             )
         else:
             # The official endpoint needs a key; a local OpenAI-compatible server may not.
-            key = api_key(settings, required=settings.base_url is None)
+            # A named variable must be set even for a local server: silence would hide a typo.
+            key = api_key(
+                settings, required=settings.base_url is None or bool(settings.api_key_env)
+            )
             self.client = openai.OpenAI(
                 api_key=key or "not-needed", base_url=settings.base_url, **common
             )
@@ -59,14 +63,23 @@ class OpenAIModel:
                     "strict": False,
                 },
             }
-        response, retries = with_retries(s, lambda: self.client.chat.completions.create(**params))
-        usage = response.usage
+        completion, retries = with_retries(
+            s, lambda: self._completion(self.client.chat.completions.create(**params), s.model)
+        )
+        return replace(completion, retries=retries)
+
+    @staticmethod
+    def _completion(response: Any, model: str) -> Completion:
+        """Read the answer; anything that is not a chat completion is retried, not trusted."""
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise MalformedResponse(f"not a chat completion: {str(response)[:120]!r}")
+        usage = getattr(response, "usage", None)
         details = getattr(usage, "prompt_tokens_details", None) if usage else None
         return Completion(
-            text=response.choices[0].message.content or "" if response.choices else "",
-            model=response.model or s.model,
-            input_tokens=usage.prompt_tokens if usage else 0,
+            text=choices[0].message.content or "",
+            model=getattr(response, "model", None) or model,
+            input_tokens=usage.prompt_tokens if usage else 0,  # cached tokens included
             output_tokens=usage.completion_tokens if usage else 0,
             cache_read_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
-            retries=retries,
         )

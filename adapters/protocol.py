@@ -98,6 +98,7 @@ class RolloutResult:
     feedback: Mapping[str, Any] = field(default_factory=dict)
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_tokens: int = 0
 
 
 class Environment(Protocol):

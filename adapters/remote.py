@@ -11,14 +11,17 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 from adapters.protocol import AdapterError, ModelCallError, RoleSettings
 
 T = TypeVar("T")
 RETRYABLE_STATUS = {408, 409, 429}
-_SEMAPHORES: dict[tuple[str, str | None], threading.BoundedSemaphore] = {}
+_SEMAPHORES: dict[tuple[str, str | None, str], threading.BoundedSemaphore] = {}
 _LOCK = threading.Lock()
 
 
@@ -42,7 +45,7 @@ def api_key(settings: RoleSettings, required: bool) -> str | None:
 
 def slot(settings: RoleSettings) -> threading.BoundedSemaphore:
     """One concurrency limit per backend endpoint, shared by every stage and role using it."""
-    key = (settings.backend, settings.base_url)
+    key = (settings.backend, settings.base_url, settings.role)
     with _LOCK:
         if key not in _SEMAPHORES:
             _SEMAPHORES[key] = threading.BoundedSemaphore(max(1, settings.max_concurrency))
@@ -66,13 +69,13 @@ class RateLimiter:
             sleep(start - now)
 
 
-_LIMITERS: dict[tuple[str, str | None], RateLimiter] = {}
+_LIMITERS: dict[tuple[str, str | None, str], RateLimiter] = {}
 
 
 def pace(settings: RoleSettings) -> None:
     if not settings.requests_per_minute:
         return
-    key = (settings.backend, settings.base_url)
+    key = (settings.backend, settings.base_url, settings.role)
     with _LOCK:
         limiter = _LIMITERS.setdefault(key, RateLimiter(settings.requests_per_minute))
     limiter.wait()
@@ -83,21 +86,55 @@ def _status(exc: BaseException) -> int | None:
 
 
 def _retry_after(exc: BaseException) -> float | None:
+    """Seconds to wait: retry-after-ms, then Retry-After as seconds or as an HTTP date."""
     response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    value = headers.get("retry-after") if hasattr(headers, "get") else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
+    headers = getattr(response, "headers", None)
+    if headers is None or not hasattr(headers, "get"):
         return None
+    if (ms := headers.get("retry-after-ms")) is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class MalformedResponse(RuntimeError):
+    """A 200 answer that is not a model response (HTML, missing fields): retried."""
 
 
 def retryable(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    if any(k in name for k in ("Malformed", "ResponseValidation", "JSONDecode")):
+        return True  # checked first: a validation error carries the 200 it came with
     status = _status(exc)
     if status is not None:
         return status in RETRYABLE_STATUS or status >= 500
-    name = type(exc).__name__
-    return any(k in name for k in ("Timeout", "Connection", "ResponseValidation", "JSONDecode"))
+    return any(k in name for k in ("Timeout", "Connection"))
+
+
+_LISTENER = threading.local()
+
+
+@contextmanager
+def retry_listener(callback: Callable[[BaseException, int], None]) -> Iterator[None]:
+    """Call `callback(error, attempt)` for each transient failure retried in this thread
+    (the call journal records them as attempts)."""
+    _LISTENER.callback = callback
+    try:
+        yield
+    finally:
+        _LISTENER.callback = None
 
 
 def describe(settings: RoleSettings, exc: BaseException) -> str:
@@ -125,14 +162,16 @@ def with_retries(
     deadline = time.monotonic() + settings.retry_deadline_s
     for attempt in range(settings.max_attempts):
         try:
+            pace(settings)  # a rate-limit wait must not hold a concurrency slot
             with slot(settings):
-                pace(settings)
                 return call(), attempt
         except Exception as exc:  # the SDKs' errors are classified, never swallowed
             last = attempt == settings.max_attempts - 1
             if not retryable(exc) or last:
                 why = "" if not retryable(exc) else f" (gave up after {attempt + 1} attempts)"
                 raise ModelCallError(describe(settings, exc) + why) from exc
+            if (listener := getattr(_LISTENER, "callback", None)) is not None:
+                listener(exc, attempt)
             delay = _retry_after(exc)
             if delay is None:
                 delay = min(30.0, settings.retry_base_s * 2**attempt) * (0.5 + random.random() / 2)

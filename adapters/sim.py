@@ -292,6 +292,7 @@ class SimEnvironment:
             feedback,
             reply.input_tokens,
             reply.output_tokens,
+            reply.cache_read_tokens,
         )
 
 

@@ -820,17 +820,15 @@ def calls_list(
         return
     from commands.runner import load_state
     from ledger.store import Journal
+    from machine.budget import token_cost
 
     ledger, row = _open(db, run)
     state = load_state(ledger, row.id)
     rows = []
     for c in Journal(ledger).calls(row.id, stage):
         role = getattr(state.cfg.models, c.role)
-        cost = None
-        if role.prices is not None and c.status == "ok":
-            cost = round(
-                (c.tokens_in * role.prices.input + c.tokens_out * role.prices.output) / 1e6, 6
-            )
+        ok = c.status == "ok"
+        cost = token_cost(role.prices, c.tokens_in, c.tokens_out, c.cache_read) if ok else None
         rows.append(
             {
                 "id": c.id,

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from adapters.protocol import ChatModel, ChatRequest, Completion
+from adapters.remote import retry_listener
 from ledger.store import Journal, Ledger
 from ledger.tables import CallRow
 from machine.canonical import canonical_json, sha256_text
@@ -86,8 +87,23 @@ class JournaledModel:
             recorded_at="",
         )
         start = time.monotonic()
+
+        def attempt_failed(error: BaseException, attempt: int) -> None:
+            journal.record(
+                row.model_copy(
+                    update={
+                        "error_class": type(error).__name__,
+                        "error_message": f"attempt {attempt + 1}: {error}"[:2000],
+                        "retries": attempt,
+                        "latency_ms": int((time.monotonic() - start) * 1000),
+                        "recorded_at": self.clock(),
+                    }
+                )
+            )
+
         try:
-            reply = self.inner.complete(request)
+            with retry_listener(attempt_failed):  # transient failures are attempts, never answers
+                reply = self.inner.complete(request)
         except Exception as exc:
             row.error_class, row.error_message = type(exc).__name__, str(exc)[:2000]
             row.latency_ms, row.recorded_at = int((time.monotonic() - start) * 1000), self.clock()

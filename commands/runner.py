@@ -99,7 +99,8 @@ def run_stage(
         stop = BudgetExhausted(
             stage=command.stage, spent_usd=cost, spent_tokens=tokens, max_usd=usd, max_tokens=tok
         )
-        ledger.append(run_id, state.seq, [stop], clock())
+        if state.last_stop != stop:  # the same stop again adds nothing to the record
+            ledger.append(run_id, state.seq, [stop], clock())
         raise RunFailed(
             f"budget exhausted before stage {command.stage}: {why}; raise it with "
             "`skillopt run --max-usd X` or `--max-tokens N` to continue"

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+from machine.config import Prices
 from machine.state import TrainerState
 
 
-def stage_cost(state: TrainerState, stage: str, tokens_in: int, tokens_out: int) -> float | None:
-    """Cost of a stage's tokens at its role's prices (rollouts: target; the rest: optimizer)."""
+def stage_cost(
+    state: TrainerState, stage: str, tokens_in: int, tokens_out: int, cached: int = 0
+) -> float | None:
+    """Cost of a stage's tokens at its role's prices (rollouts: target; the rest: optimizer);
+    cached input at the cached price (the input price when none is set)."""
     role = state.cfg.models.target if stage.startswith("rollout") else state.cfg.models.optimizer
-    if role.prices is None:
+    return token_cost(role.prices, tokens_in, tokens_out, cached)
+
+
+def token_cost(prices: Prices | None, tokens_in: int, tokens_out: int, cached: int) -> float | None:
+    if prices is None:
         return None
-    return round((tokens_in * role.prices.input + tokens_out * role.prices.output) / 1e6, 6)
+    cached_price = prices.input if prices.cached_input is None else prices.cached_input
+    fresh = max(0, tokens_in - cached)
+    return round(
+        (fresh * prices.input + cached * cached_price + tokens_out * prices.output) / 1e6, 6
+    )
 
 
 def spent(state: TrainerState) -> tuple[float | None, int]:
     """(cost so far, or None when a stage with tokens has no prices; tokens so far)."""
-    tokens = sum(i + o for _, i, o in state.tokens.values())
-    costs = [stage_cost(state, stage, i, o) for stage, (_, i, o) in state.tokens.items()]
+    tokens = sum(i + o for _, i, o, _ in state.tokens.values())
+    costs = [stage_cost(state, stage, i, o, c) for stage, (_, i, o, c) in state.tokens.items()]
     if any(c is None for c in costs):
         return None, tokens
     return round(sum(c for c in costs if c is not None), 6), tokens
@@ -43,10 +55,10 @@ def exhausted(state: TrainerState) -> str | None:
 def by_role(state: TrainerState) -> dict[str, dict[str, float | int | None]]:
     """Tokens and cost per role (rollouts are the target's, the rest the optimizer's)."""
     out: dict[str, dict[str, float | int | None]] = {}
-    for stage, (calls, tokens_in, tokens_out) in sorted(state.tokens.items()):
+    for stage, (calls, tokens_in, tokens_out, cached) in sorted(state.tokens.items()):
         role = "target" if stage.startswith("rollout") else "optimizer"
         row = out.setdefault(role, {"calls": 0, "tokens": 0, "cost": 0.0})
-        cost = stage_cost(state, stage, tokens_in, tokens_out)
+        cost = stage_cost(state, stage, tokens_in, tokens_out, cached)
         row["calls"] = int(row["calls"] or 0) + calls
         row["tokens"] = int(row["tokens"] or 0) + tokens_in + tokens_out
         row["cost"] = (

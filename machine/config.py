@@ -6,9 +6,17 @@ and are sized for offline runs where it does not.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class _Section(BaseModel):
@@ -66,7 +74,10 @@ class Prices(_Section):
 
     input: float = Field(ge=0.0)
     output: float = Field(ge=0.0)
-    cached_input: float = Field(default=0.0, ge=0.0)
+    cached_input: float | None = Field(default=None, ge=0.0, description="unset: the input price")
+
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 class RoleConfig(_Section):
@@ -90,6 +101,21 @@ class RoleConfig(_Section):
     retry_deadline_s: float = Field(default=600.0, gt=0, description="give up a call after this")
     prices: Prices | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _a_name_not_a_key(cls, value: str | None) -> str | None:
+        # Never echo the value: if it is not a variable name it may well be the key itself.
+        looks_random = (
+            len(value or "") >= 24
+            and any(c.isdigit() for c in value or "")
+            and any(c.islower() for c in value or "")
+        )
+        if value is not None and (not _ENV_NAME.match(value) or looks_random):
+            raise ValueError(
+                "must be the NAME of an environment variable (letters, digits, _), not a key"
+            )
+        return value
 
 
 class ModelsConfig(_Section):
@@ -148,7 +174,8 @@ def validate_config(data: Any) -> SkilloptConfig:
         if err["type"] == "missing":
             raise ConfigError(f"{where}: required key is missing") from None
         got = err.get("input")
-        suffix = "" if isinstance(got, dict) else f" (got {got!r})"
+        secret = where.endswith("api_key_env")  # a misplaced key must not be echoed
+        suffix = "" if isinstance(got, dict) or secret else f" (got {got!r})"
         raise ConfigError(f"{where}: {err['msg']}{suffix}") from None
 
 

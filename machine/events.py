@@ -49,8 +49,9 @@ def parse_event(type_: str, version: int, payload: dict[str, Any]) -> Event:
 
 class Tokens(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-    input: int = 0
+    input: int = 0  # all input tokens, cached ones included
     output: int = 0
+    cached: int = 0  # input tokens read from the provider's prompt cache
 
 
 class CallRecord(BaseModel):

@@ -80,12 +80,15 @@ def _step_tokens(state: TrainerState, p: StepProgress) -> dict[str, dict[str, in
         for item in state.scored(eval_key("selection", p.evaluated.skill_hash)).values():
             add("rollout", *item.tokens)
     for prop in p.proposals.values():
-        add("analyst", prop.call.tokens.input, prop.call.tokens.output)
+        for call in filter(None, (prop.call, prop.reask)):
+            add("analyst", call.tokens.input, call.tokens.output)
     for node in p.merged.nodes if p.merged else []:
-        if node.call is not None:
-            add("merge", node.call.tokens.input, node.call.tokens.output)
+        for call in filter(None, (node.call, node.reask)):
+            add("merge", call.tokens.input, call.tokens.output)
     if p.selected is not None and p.selected.ranking is not None:
-        add("ranking", p.selected.ranking.call.tokens.input, p.selected.ranking.call.tokens.output)
+        rk = p.selected.ranking
+        for call in filter(None, (rk.call, rk.reask)):
+            add("ranking", call.tokens.input, call.tokens.output)
     return out
 
 
@@ -284,7 +287,7 @@ def export_reference(state: TrainerState, texts: Mapping[str, str], root: str) -
             "total_wall_time_s": None,
             "token_summary": {
                 k: {"calls": c, "prompt_tokens": i, "completion_tokens": o}
-                for k, (c, i, o) in sorted(state.tokens.items())
+                for k, (c, i, o, _) in sorted(state.tokens.items())
             },
         }
     )

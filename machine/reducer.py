@@ -36,6 +36,8 @@ def apply(state: TrainerState, event: ev.Event) -> TrainerState:
     state = replace(state, seq=state.seq + 1)
     if state.last_failure is not None and not isinstance(event, ev.StageFailed):
         state = replace(state, last_failure=None)  # the failed stage has moved on since
+    if state.last_stop is not None:
+        state = replace(state, last_stop=None)  # a budget stop holds until the next event
     handler = _HANDLERS.get(type(event))
     if handler is None:
         raise TypeError(f"reducer has no rule for {event.TYPE} v{event.VERSION}")
@@ -55,10 +57,15 @@ def _with_progress(state: TrainerState, **changes: Any) -> TrainerState:
 
 
 def _count(state: TrainerState, stage: str, calls: Iterable[ev.Tokens]) -> TrainerState:
-    n, i, o = state.tokens.get(stage, (0, 0, 0))
+    n, i, o, c = state.tokens.get(stage, (0, 0, 0, 0))
     for t in calls:
-        n, i, o = n + 1, i + t.input, o + t.output
-    return replace(state, tokens={**state.tokens, stage: (n, i, o)})
+        n, i, o, c = n + 1, i + t.input, o + t.output, c + t.cached
+    return replace(state, tokens={**state.tokens, stage: (n, i, o, c)})
+
+
+def _calls(call: ev.CallRecord, reask: ev.CallRecord | None) -> list[ev.Tokens]:
+    """The tokens of an optimizer call and of its re-ask, if there was one."""
+    return [call.tokens] + ([reask.tokens] if reask is not None else [])
 
 
 def _cache(state: TrainerState, skill_hash: str, e: Any) -> TrainerState:
@@ -155,20 +162,22 @@ def _reflection_planned(s: TrainerState, e: ev.ReflectionPlanned) -> TrainerStat
 @on(ev.ReflectionProposed)
 def _reflection_proposed(s: TrainerState, e: ev.ReflectionProposed) -> TrainerState:
     assert s.progress is not None
-    s = _count(s, "reflect", [e.call.tokens])
+    s = _count(s, "reflect", _calls(e.call, e.reask))
     return _with_progress(s, proposals={**s.progress.proposals, e.minibatch_id: e})
 
 
 @on(ev.PatchesMerged)
 def _merged(s: TrainerState, e: ev.PatchesMerged) -> TrainerState:
-    s = _count(s, "merge", [n.call.tokens for n in e.nodes if n.call is not None])
+    s = _count(
+        s, "merge", [t for n in e.nodes if n.call is not None for t in _calls(n.call, n.reask)]
+    )
     return _with_progress(s, merged=e)
 
 
 @on(ev.EditsSelected)
 def _selected(s: TrainerState, e: ev.EditsSelected) -> TrainerState:
     if e.ranking is not None:
-        s = _count(s, "rank", [e.ranking.call.tokens])
+        s = _count(s, "rank", _calls(e.ranking.call, e.ranking.reask))
     return replace(_with_progress(s, selected=e), budget_t=e.schedule_t)
 
 
@@ -296,7 +305,7 @@ def _budget_set(s: TrainerState, e: ev.BudgetSet) -> TrainerState:
 
 @on(ev.BudgetExhausted)
 def _budget_exhausted(s: TrainerState, e: ev.BudgetExhausted) -> TrainerState:
-    return s
+    return replace(s, last_stop=e)
 
 
 @on(ev.StageFailed)

@@ -9,6 +9,7 @@ from typing import Any
 from machine.config import SkilloptConfig
 from machine.events import (
     BaselineEvaluated,
+    BudgetExhausted,
     CandidateBuilt,
     CandidateEvaluated,
     DatasetLoaded,
@@ -139,11 +140,12 @@ class TrainerState:
     completed: RunCompleted | None = None
     last_failure: StageFailed | None = None  # cleared by any later progress
     fork_seq: int | None = None  # a fork: the last seq copied from its origin
+    last_stop: BudgetExhausted | None = None  # the latest budget stop, until anything else
     budget_set: bool = False  # budget.set overrides the config's limits
     budget_usd: float | None = None
     budget_tokens: int | None = None
-    # stage -> (calls, input tokens, output tokens)
-    tokens: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
+    # stage -> (calls, input tokens, output tokens, cached input tokens)
+    tokens: Mapping[str, tuple[int, int, int, int]] = field(default_factory=dict)
 
     @property
     def cfg(self) -> SkilloptConfig:

@@ -117,8 +117,14 @@ def report_data(state: TrainerState) -> dict[str, Any]:
         },
         "totals": state.totals(),
         "tokens": {
-            stage: {"calls": c, "input": i, "output": o, "cost": stage_cost(state, stage, i, o)}
-            for stage, (c, i, o) in sorted(state.tokens.items())
+            stage: {
+                "calls": c,
+                "input": i,
+                "output": o,
+                "cached": k,
+                "cost": stage_cost(state, stage, i, o, k),
+            }
+            for stage, (c, i, o, k) in sorted(state.tokens.items())
         },
     }
 

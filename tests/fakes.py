@@ -32,6 +32,7 @@ class Fault:
     delay_s: float = 0.0
     body: bytes | None = None  # raw body (malformed or truncated JSON) instead of an error
     huge: int = 0  # a well-formed answer of this many characters instead of an error
+    content_type: str = "application/json"
 
 
 @dataclass
@@ -168,10 +169,14 @@ class FakeProvider:
                 pass
 
             def _send(
-                self, status: int, payload: bytes, headers: dict[str, str] | None = None
+                self,
+                status: int,
+                payload: bytes,
+                headers: dict[str, str] | None = None,
+                content_type: str = "application/json",
             ) -> None:
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                self.send_header("content-type", content_type)
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
                 self.send_header("content-length", str(len(payload)))
@@ -198,7 +203,7 @@ class FakeProvider:
                 if fault is not None:
                     time.sleep(fault.delay_s)
                     if fault.body is not None:
-                        return self._send(200, fault.body)
+                        return self._send(200, fault.body, content_type=fault.content_type)
                     kind = "rate_limit_error" if fault.status == 429 else "api_error"
                     error = (
                         {

@@ -56,6 +56,7 @@ def test_a_token_budget_stops_the_run_and_raising_it_continues(cli: Cli, tmp_pat
     status = cli("status", "--db", db, "--json").json()
     assert status["tokens"] == stop["spent_tokens"] and not status["done"]
     assert cli("run", "--db", db).code == 1  # still spent: stops again, nothing runs
+    assert len(cli("events", "--db", db, "--type", "budget.exhausted", "--json").json()) == 1
     assert cli("run", "--db", db, "--max-tokens", "10000000").code == 0
     assert (
         cli("events", "--db", db, "--type", "budget.set", "--json").json()[0]["payload"][

@@ -73,10 +73,8 @@ def test_anthropic_end_to_end(cli: Cli, fake: FakeProvider, tmp_path: Path) -> N
         r.body["tool_choice"] == {"type": "tool", "name": "reply"} for r in optimizer
     )
     assert all("tools" not in r.body for r in fake.log if r.body["model"] == "m-target")
-    assert (
-        report["tokens"]["rollout:train"]["input"]
-        == 11 * report["tokens"]["rollout:train"]["calls"]
-    )
+    train = report["tokens"]["rollout:train"]  # the fake's usage: 11 fresh + 5 cache-read in, 7 out
+    assert (train["input"], train["cached"]) == (16 * train["calls"], 5 * train["calls"])
     _no_key_on_disk(tmp_path)
 
 
@@ -252,6 +250,90 @@ def test_status_reports_spending_per_role(cli: Cli, fake: FakeProvider, tmp_path
     status = cli("status", "--db", db, "--json").json()
     target, optimizer = status["by_role"]["target"], status["by_role"]["optimizer"]
     assert target["calls"] + optimizer["calls"] == len(fake.log)
-    assert target["tokens"] == 18 * target["calls"]  # the fake's usage: 11 in, 7 out
-    assert target["cost"] == round(target["calls"] * (11 * 2 + 7 * 4) / 1e6, 6)
+    assert target["tokens"] == 23 * target["calls"]  # the fake's usage: 11 + 5 cached in, 7 out
+    assert target["cost"] == round(
+        target["calls"] * (16 * 2 + 7 * 4) / 1e6, 6
+    )  # cached at input price
     assert status["cost"] == round(target["cost"] + optimizer["cost"], 6)
+
+
+def test_a_key_in_api_key_env_is_refused_and_never_echoed(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    for value in ("sk-proj-SECRETSECRET123", "AbCdEf0123456789abcdef0123"):
+        res = cli(
+            "init",
+            str(EXAMPLE),
+            "--db",
+            str(db),
+            "--set",
+            "models.target.backend=openai",
+            "--set",
+            "models.target.base_url=http://127.0.0.1:9/v1",
+            "--set",
+            f"models.target.api_key_env={value}",
+        )
+        assert res.code == 2 and "NAME of an environment variable" in res.err
+        assert value not in res.err + res.out
+    assert not db.exists()
+
+
+def test_a_named_but_unset_key_is_an_error_even_for_a_local_server(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LOCAL_KEY_UNSET", raising=False)
+    res = cli(
+        "init",
+        str(EXAMPLE),
+        "--db",
+        str(tmp_path / "k.db"),
+        "--set",
+        "models.target.backend=openai",
+        "--set",
+        "models.target.base_url=http://127.0.0.1:9/v1",
+        "--set",
+        "models.target.api_key_env=LOCAL_KEY_UNSET",
+    )
+    assert res.code == 2 and "LOCAL_KEY_UNSET is not set" in res.err
+
+
+def test_non_model_bodies_are_retried_and_each_attempt_is_journaled(
+    cli: Cli, fake: FakeProvider, tmp_path: Path
+) -> None:
+    fake.faults.extend(
+        [
+            Fault(body=b"<html>bad gateway</html>", content_type="text/html"),
+            Fault(body=b'{"id": "x", "object": "chat.completion"}'),
+            Fault(429, retry_after="0"),
+        ]
+    )
+    db, code = _run(
+        cli,
+        tmp_path,
+        *roles("openai", f"{fake.url}/v1", "--set", "models.ROLE.retry_base_s=0.01"),
+        "--set",
+        "train.workers=1",
+    )
+    assert code == 0
+    calls = cli("calls", "--db", db, "--json").json()
+    failed = [c for c in calls if c["status"] == "failed"]
+    assert [f["error"].split(":")[0] for f in failed] == ["attempt 1", "attempt 2", "attempt 3"]
+    assert len({f["id"].split("-f")[0] for f in failed}) == 1  # three attempts of one call
+    answered = [c for c in calls if c["id"] == failed[0]["id"].split("-f")[0]]
+    assert len(answered) == 1 and answered[0]["status"] == "ok" and answered[0]["retries"] == 3
+
+
+def test_cached_input_is_priced_at_the_cached_price(
+    cli: Cli, fake: FakeProvider, tmp_path: Path
+) -> None:
+    prices = [
+        "--set",
+        "models.ROLE.prices.input=2",
+        "--set",
+        "models.ROLE.prices.output=4",
+        "--set",
+        "models.ROLE.prices.cached_input=0.5",
+    ]
+    db, code = _run(cli, tmp_path, *roles("anthropic", fake.url, *prices))
+    assert code == 0
+    target = cli("status", "--db", db, "--json").json()["by_role"]["target"]
+    assert target["cost"] == round(target["calls"] * (11 * 2 + 5 * 0.5 + 7 * 4) / 1e6, 6)

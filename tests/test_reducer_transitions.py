@@ -586,9 +586,11 @@ def test_reduce_can_continue_from_a_state() -> None:
 
 
 def test_rollout_tokens_are_counted_per_phase() -> None:
-    event = scored("selection", "s1").model_copy(update={"tokens": ev.Tokens(input=10, output=3)})
+    event = scored("selection", "s1").model_copy(
+        update={"tokens": ev.Tokens(input=10, output=3, cached=4)}
+    )
     state = reduce([run_created(), dataset(), event, event])
-    assert state.tokens["rollout:selection"] == (2, 20, 6)
+    assert state.tokens["rollout:selection"] == (2, 20, 6, 8)
 
 
 # --- events ---------------------------------------------------------------------------------

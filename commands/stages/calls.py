@@ -65,7 +65,9 @@ def _ask(
         prompt_hash=prompt_hash,
         response_hash=response_hash,
         model=reply.model,
-        tokens=Tokens(input=reply.input_tokens, output=reply.output_tokens),
+        tokens=Tokens(
+            input=reply.input_tokens, output=reply.output_tokens, cached=reply.cache_read_tokens
+        ),
         call_id=model.call_ids[-1],
     )
     return reply.text, record

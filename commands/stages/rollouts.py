@@ -48,7 +48,11 @@ def roll(
                 task_type=result.task_type,
                 trajectory_hash=trajectory_hash,
                 feedback=dict(result.feedback),
-                tokens=ev.Tokens(input=result.input_tokens, output=result.output_tokens),
+                tokens=ev.Tokens(
+                    input=result.input_tokens,
+                    output=result.output_tokens,
+                    cached=result.cached_tokens,
+                ),
                 call_ids=call_ids,
             )
             bar.advance()
