@@ -92,6 +92,17 @@ def count_events(db: Path, type_: str) -> int:
         return 0
 
 
+def without_call_ids(value: Any) -> Any:
+    """Journal references are run-scoped by design (two runs never share answers)."""
+    if isinstance(value, dict):
+        return {
+            k: without_call_ids(v) for k, v in value.items() if k not in ("call_id", "call_ids")
+        }
+    if isinstance(value, list):
+        return [without_call_ids(v) for v in value]
+    return value
+
+
 @pytest.fixture
 def small_run(cli: Cli, tmp_path: Path) -> Path:
     """A finished small run in a fresh ledger."""

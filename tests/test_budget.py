@@ -6,8 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from tests.conftest import EXAMPLE, SMALL, Cli
-from tests.test_fork import _without_call_ids
+from tests.conftest import EXAMPLE, SMALL, Cli, without_call_ids
 
 PRICES = [
     "--set",
@@ -25,7 +24,7 @@ def _work(db: str) -> list[tuple[str, object]]:
     """Every event but the budget's own, as (type, payload without run-scoped call ids)."""
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT type, payload FROM events ORDER BY seq").fetchall()
-    return [(t, _without_call_ids(json.loads(p))) for t, p in rows if not t.startswith("budget.")]
+    return [(t, without_call_ids(json.loads(p))) for t, p in rows if not t.startswith("budget.")]
 
 
 def test_a_token_budget_stops_the_run_and_raising_it_continues(cli: Cli, tmp_path: Path) -> None:

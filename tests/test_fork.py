@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.conftest import Cli
+from tests.conftest import Cli, without_call_ids
 
 
 def _events(db: Path, run: str) -> list[tuple[str, int, dict]]:
@@ -19,18 +18,7 @@ def _events(db: Path, run: str) -> list[tuple[str, int, dict]]:
             "WHERE r.name = ? ORDER BY e.seq",
             (run,),
         ).fetchall()
-    return [(t, v, _without_call_ids(json.loads(p))) for t, v, p in rows]
-
-
-def _without_call_ids(value: Any) -> Any:
-    """Journal references are run-scoped by design (two runs never share answers)."""
-    if isinstance(value, dict):
-        return {
-            k: _without_call_ids(v) for k, v in value.items() if k not in ("call_id", "call_ids")
-        }
-    if isinstance(value, list):
-        return [_without_call_ids(v) for v in value]
-    return value
+    return [(t, v, without_call_ids(json.loads(p))) for t, v, p in rows]
 
 
 @pytest.mark.parametrize("at", [1, 2, 30, 77, 150])
