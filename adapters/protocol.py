@@ -68,6 +68,19 @@ class RoleSettings:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DataSource:
+    """Where an environment reads its items from files (`env.split_dir` or `env.data_path`).
+
+    Paths are absolute (resolved against the config file at init). `split_ratio` is
+    train:selection:test; `split_seed` orders the rows before a ratio split."""
+
+    split_dir: str | None = None
+    data_path: str | None = None
+    split_ratio: tuple[float, float, float] = (2.0, 1.0, 7.0)
+    split_seed: int = 42
+
+
 class ModelCallError(RuntimeError):
     """A call that failed for good (a non-retryable status, or retries exhausted)."""
 

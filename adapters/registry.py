@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from adapters.protocol import AdapterError, ChatModel, Environment, RoleSettings
+from adapters.protocol import AdapterError, ChatModel, DataSource, Environment, RoleSettings
 
 MODEL_GROUP = "skillopt.models"
 ENV_GROUP = "skillopt.environments"
@@ -69,7 +69,11 @@ def make_model(settings: RoleSettings) -> ChatModel:
     return factory(role, settings.model, settings.options)
 
 
-def make_environment(name: str, options: Mapping[str, Any]) -> Environment:
+def make_environment(
+    name: str, options: Mapping[str, Any], source: DataSource | None = None
+) -> Environment:
+    """Environment factories take (options, source); `source` is None unless the config names
+    data files (env.split_dir / env.data_path)."""
     factory = _builtin_envs().get(name)
     if factory is None and name in _plugins(ENV_GROUP):
         factory = _plugins(ENV_GROUP)[name].load()
@@ -77,4 +81,4 @@ def make_environment(name: str, options: Mapping[str, Any]) -> Environment:
         raise AdapterError(
             f"env.name: unknown environment {name!r} (known: {', '.join(env_names())})"
         )
-    return factory(options)
+    return factory(options, source)

@@ -18,6 +18,7 @@ from adapters.protocol import (
     AdapterError,
     ChatModel,
     ChatRequest,
+    DataSource,
     Item,
     Message,
     RolloutResult,
@@ -223,7 +224,11 @@ DEFAULTS: dict[str, Any] = {
 class SimEnvironment:
     name = "sim"
 
-    def __init__(self, options: Mapping[str, Any]) -> None:
+    def __init__(self, options: Mapping[str, Any], source: DataSource | None = None) -> None:
+        if source is not None:
+            raise AdapterError(
+                "env.split_dir/env.data_path: the sim environment generates its items"
+            )
         opts = check_options("env.options", options, DEFAULTS)
         for split in ("train", "selection", "test"):
             if opts[split] < 0:

@@ -155,6 +155,7 @@ def init(
     from machine.events import RunCreated
 
     config, data = load_config_file(config_path, set_ or [])
+    config, data = _resolve_data_paths(config, data, config_path)
     skill_path = (config_path.parent / config.env.skill_init).resolve()
     if not skill_path.is_file():
         raise InputError(f"env.skill_init: initial skill file {skill_path} not found")
@@ -179,6 +180,23 @@ def init(
         print(
             f"created run {run_name!r} (id {run_id}) in {db}; next: skillopt run --db {db} --run {run_name}"
         )
+
+
+def _resolve_data_paths(config: Any, data: dict[str, Any], config_path: Path) -> tuple[Any, Any]:
+    """Data paths are relative to the config file; the run records them absolute so that a
+    resume from another directory reads the same files."""
+    from machine.config import validate_config
+
+    env = dict(data["env"])
+    for key in ("split_dir", "data_path"):
+        if env.get(key) is None:
+            continue
+        path = (config_path.parent / env[key]).resolve()
+        if not path.exists():
+            raise InputError(f"env.{key}: {path} not found")
+        env[key] = str(path)
+    data = {**data, "env": env}
+    return validate_config(data), data
 
 
 def _track(ledger: Any) -> Any:

@@ -7,7 +7,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 
-from adapters.protocol import AdapterError, ChatModel, Environment, Item, RoleSettings
+from adapters.protocol import (
+    AdapterError,
+    ChatModel,
+    DataSource,
+    Environment,
+    Item,
+    RoleSettings,
+)
 from adapters.registry import make_environment, make_model
 from commands.clock import utc_now
 from commands.errors import InputError
@@ -68,7 +75,11 @@ def role_settings(config: SkilloptConfig, role: str) -> RoleSettings:
 
 def build_adapters(config: SkilloptConfig) -> tuple[Environment, ChatModel, ChatModel]:
     try:
-        env = make_environment(config.env.name, config.env.options)
+        e = config.env
+        source = None
+        if e.split_dir is not None or e.data_path is not None:
+            source = DataSource(e.split_dir, e.data_path, e.ratio(), e.split_seed)
+        env = make_environment(e.name, e.options, source)
         target = make_model(role_settings(config, "target"))
         optimizer = make_model(role_settings(config, "optimizer"))
     except AdapterError as exc:

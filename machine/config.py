@@ -66,7 +66,37 @@ class EvaluationConfig(_Section):
 class EnvConfig(_Section):
     name: str
     skill_init: str = Field(description="path of the initial skill, relative to the config file")
+    split_dir: str | None = Field(
+        default=None, description="directory with train/ val/ test/ items.json (reference layout)"
+    )
+    data_path: str | None = Field(
+        default=None, description="one JSON/JSONL file split by split_ratio and split_seed"
+    )
+    split_ratio: str = Field(default="2:1:7", description="train:selection:test for data_path")
+    split_seed: int = 42
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("split_ratio")
+    @classmethod
+    def _three_parts(cls, value: str) -> str:
+        parts = value.split(":")
+        try:
+            numbers = [float(p) for p in parts]
+        except ValueError:
+            numbers = []
+        if len(numbers) != 3 or any(n < 0 for n in numbers) or sum(numbers) <= 0:
+            raise ValueError("expected train:selection:test, e.g. 2:1:7")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvConfig:
+        if self.split_dir is not None and self.data_path is not None:
+            raise ValueError("set env.split_dir or env.data_path, not both")
+        return self
+
+    def ratio(self) -> tuple[float, float, float]:
+        a, b, c = (float(p) for p in self.split_ratio.split(":"))
+        return (a, b, c)
 
 
 class Prices(_Section):
