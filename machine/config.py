@@ -39,10 +39,96 @@ class GradientConfig(_Section):
     workers: int = Field(default=8, ge=1, description="concurrent reflection calls")
 
 
+def _alias(table: dict[str, str], what: str) -> Any:
+    """A before-validator accepting the reference trainer's spellings of a mode."""
+
+    def normalise(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        key = value.strip().lower()
+        if key not in table:
+            choices = ", ".join(sorted(set(table.values())))
+            raise ValueError(f"unknown {what} {value!r} (one of {choices})")
+        return table[key]
+
+    return field_validator(what, mode="before")(classmethod(lambda cls, v: normalise(v)))
+
+
+UPDATE_MODES = {
+    "patch": "patch",
+    "edit": "patch",
+    "edits": "patch",
+    "rewrite": "rewrite_from_suggestions",
+    "rewrite_from_suggestions": "rewrite_from_suggestions",
+    "suggestions": "rewrite_from_suggestions",
+    "full_rewrite": "full_rewrite_minibatch",
+    "full_rewrite_minibatch": "full_rewrite_minibatch",
+    "minibatch_full_rewrite": "full_rewrite_minibatch",
+}
+LR_CONTROL_MODES = {
+    "fixed": "fixed",
+    "manual": "fixed",
+    "scheduler": "fixed",
+    "scheduled": "fixed",
+    "autonomous": "autonomous",
+    "auto": "autonomous",
+    "optimizer": "autonomous",
+    "none": "none",
+    "off": "none",
+    "no_lr": "none",
+}
+PAIR_POLICIES = {
+    "mixed": "mixed",
+    "default": "mixed",
+    "random": "mixed",
+    "all": "mixed",
+    "changed": "changed",
+    "change": "changed",
+    "delta": "changed",
+    "10_01": "changed",
+    "01_10": "changed",
+    "unchanged": "unchanged",
+    "stable": "unchanged",
+    "same": "unchanged",
+    "00_11": "unchanged",
+}
+
+
 class OptimizerConfig(_Section):
     learning_rate: int = Field(default=4, ge=1, description="max edits per step and per minibatch")
     min_learning_rate: int = Field(default=2, ge=0)
     lr_scheduler: Literal["constant", "linear", "cosine"] = "cosine"
+    lr_control_mode: Literal["fixed", "autonomous", "none"] = Field(
+        default="fixed", description="fixed: the schedule; autonomous: an optimizer call; none"
+    )
+    skill_update_mode: Literal["patch", "rewrite_from_suggestions", "full_rewrite_minibatch"] = (
+        "patch"
+    )
+    use_step_buffer: bool = Field(
+        default=True, description="show earlier steps of the epoch to reflection/budget/rewrite"
+    )
+    use_slow_update: bool = True
+    slow_update_samples: int = Field(default=20, ge=1)
+    slow_update_gate_with_selection: bool = False
+    longitudinal_pair_policy: Literal["mixed", "changed", "unchanged"] = "mixed"
+    use_meta_skill: bool = True
+    use_skill_aware_reflection: bool = False
+    skill_aware_appendix_source: Literal["both", "failure_only"] = "both"
+    skill_aware_consolidate_threshold: int = Field(default=0, ge=0, description="0 = never")
+    appendix_gated: bool = Field(
+        default=False, description="route appendix flushes through the gate (not in reference)"
+    )
+
+    _modes = _alias(UPDATE_MODES, "skill_update_mode")
+    _lr_modes = _alias(LR_CONTROL_MODES, "lr_control_mode")
+    _policies = _alias(PAIR_POLICIES, "longitudinal_pair_policy")
+
+    @property
+    def control(self) -> str:
+        """A full rewrite has no edit budget, whatever lr_control_mode says (as the reference)."""
+        return (
+            "none" if self.skill_update_mode == "full_rewrite_minibatch" else self.lr_control_mode
+        )
 
     @model_validator(mode="after")
     def _floor_below_max(self) -> OptimizerConfig:
@@ -182,6 +268,24 @@ class ConfigError(ValueError):
 
 def _loc(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
+
+
+# Keys added after the first release whose default is "on": a recorded config without them
+# predates the mechanism, so its run must go on (and verify) without it.
+LEGACY_OFF = {
+    "optimizer": ("use_step_buffer", "use_slow_update", "use_meta_skill"),
+}
+
+
+def recorded_config(data: dict[str, Any]) -> SkilloptConfig:
+    """The config a run.created (or settings.changed) recorded, read as it was meant then."""
+    data = dict(data)
+    for section, keys in LEGACY_OFF.items():
+        inner = dict(data.get(section) or {})
+        for key in keys:
+            inner.setdefault(key, False)
+        data[section] = inner
+    return validate_config(data)
 
 
 def validate_config(data: Any) -> SkilloptConfig:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from machine import events as ev
-from machine.config import validate_config
+from machine.config import recorded_config
 from machine.scoring import aggregate
 from machine.state import (
     ItemScore,
@@ -95,7 +95,7 @@ def _run_created(s: TrainerState, e: ev.RunCreated) -> TrainerState:
     return replace(
         s,
         run_name=e.run_name,
-        config=validate_config(e.config),
+        config=recorded_config(e.config),
         config_data=e.config,
         initial_hash=e.initial_skill_hash,
         current_hash=e.initial_skill_hash,
@@ -106,7 +106,7 @@ def _run_created(s: TrainerState, e: ev.RunCreated) -> TrainerState:
 
 @on(ev.SettingsChanged)
 def _settings_changed(s: TrainerState, e: ev.SettingsChanged) -> TrainerState:
-    config = validate_config(e.config)
+    config = recorded_config(e.config)
     s = replace(s, config=config, config_data=e.config)
     if s.dataset is not None:  # the number of epochs may have changed
         total = s.dataset.steps_per_epoch * config.train.num_epochs
