@@ -112,6 +112,9 @@ class DatasetLoaded(Event):
     fingerprints: dict[str, str]
     steps_per_epoch: int
     total_steps: int
+    # Where the items came from, as the environment reports it (split mode, files and their
+    # sha256, ratio, seed, counts); None for environments that generate their items.
+    source: dict[str, Any] | None = None
 
 
 @register

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from commands.context import StageContext, fingerprint, split_items
 from commands.stages import HandlerGen
 from machine import events as ev
@@ -25,7 +27,14 @@ def load_dataset(cmd: tr.LoadDataset, state: TrainerState, ctx: StageContext) ->
         fingerprints={split: fingerprint(rows) for split, rows in items.items()},
         steps_per_epoch=spe,
         total_steps=spe * cfg.train.num_epochs,
+        source=_split_manifest(ctx),
     )
+
+
+def _split_manifest(ctx: StageContext) -> dict[str, Any] | None:
+    """The environment's record of where its items came from (optional in the protocol)."""
+    manifest = getattr(ctx.env, "split_manifest", None)
+    return dict(manifest()) if callable(manifest) else None
 
 
 def plan_epoch(cmd: tr.PlanEpoch, state: TrainerState, ctx: StageContext) -> HandlerGen:
