@@ -131,8 +131,11 @@ class OfflineModel:
         summary: list[dict[str, Any]] = []
         for task_type, items in ordered:
             fb = items[0]["feedback"]
+            example = f"expected {fb.get('expected')!r}, got {fb.get('got')!r}"
+            if "rule_pattern" not in fb:  # no house rule known for these items: nothing to edit
+                summary.append(_summary(task_type, len(items), f"no rule known; {example}"))
+                continue
             stated = self._stated(skill, fb)
-            example = f"expected {fb['expected']!r}, got {fb['got']!r}"
             if stated == "rule":
                 summary.append(
                     _summary(task_type, len(items), f"rule stated but not followed; {example}")

@@ -35,9 +35,10 @@ def _remote(backend: str) -> Callable[..., ChatModel]:
 
 
 def _builtin_envs() -> dict[str, Callable[..., Environment]]:
+    from adapters.qa import QAEnvironment
     from adapters.sim import SimEnvironment
 
-    return {"sim": SimEnvironment}
+    return {"sim": SimEnvironment, "qa": QAEnvironment}
 
 
 def _plugins(group: str) -> dict[str, Any]:
