@@ -312,6 +312,7 @@ def read_ratio_split(
     located = read_located(file)
     if not located:
         raise AdapterError(f"{file}: no rows")
+    _check({"train": located}, check_row)  # every row, in file order, before any split
     ratio = tuple(float(r) for r in ratio)
     counts = split_counts(len(located), ratio)
     for split, count, part in zip(SPLITS, counts, ratio, strict=True):
@@ -328,7 +329,7 @@ def read_ratio_split(
     parts = {
         split: [located[i] for i in order[cuts[k] : cuts[k + 1]]] for k, split in enumerate(SPLITS)
     }
-    data = _check(parts, check_row)
+    data = _check(parts, None)
     manifest = {
         "split_mode": "ratio",
         "source_data_path": str(file),
