@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-import yaml
 from rich.console import Console
 
 from commands.errors import CheckFailed, InputError, RunFailed
@@ -87,30 +86,11 @@ def emit_json(value: Any) -> None:
 
 
 def load_config_file(path: Path, overrides: list[str]) -> tuple[Any, dict[str, Any]]:
-    from machine.config import ConfigError, apply_override, validate_config
+    """Our format or the reference trainer's, with `_base_` and `--set` (commands/config_files)."""
+    from commands.config_files import load_config
 
-    if not path.is_file():
-        raise InputError(f"config file {path} not found")
-    try:
-        data = yaml.safe_load(read_text(path, "config file")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: the top level must be a mapping of sections (train, env, ...)")
-    try:
-        for assignment in overrides:
-            data = apply_override(data, assignment)
-        checked = validate_config(data)
-        if bad := non_finite(checked.model_dump()):  # free-form options escape pydantic's check
-            raise ConfigError(f"{bad}: not a finite number")
-        resolved = checked.model_dump(mode="json")
-        # What run.created records is what every later stage folds: build from that.
-        config = validate_config(resolved)
-    except ConfigError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    return config, resolved
+    loaded = load_config(path, overrides)
+    return loaded.config, loaded.data
 
 
 def read_text(path: Path, what: str) -> str:
@@ -149,13 +129,14 @@ def init(
 ) -> None:
     """Create a run from a config file and record run.created. Nothing is executed yet."""
     from commands.clock import utc_now
+    from commands.config_files import load_config
     from commands.context import build_adapters, split_items
     from ledger.store import Ledger
     from machine.canonical import canonical_json, sha256_text
     from machine.events import RunCreated
 
-    config, data = load_config_file(config_path, set_ or [])
-    config, data = _resolve_data_paths(config, data, config_path)
+    loaded = load_config(config_path, set_ or [])
+    config, data = _resolve_data_paths(loaded.config, loaded.data, config_path)
     skill_path = (config_path.parent / config.env.skill_init).resolve()
     if not skill_path.is_file():
         raise InputError(f"env.skill_init: initial skill file {skill_path} not found")
@@ -172,8 +153,11 @@ def init(
         config_sha256=sha256_text(config_path.read_text("utf-8")),
         initial_skill_hash=skill_hash,
         skillopt_version=_version(),
+        warnings=loaded.warnings,
     )
     stored = ledger.create_run(run_id, run_name, data, utc_now(), created)
+    for line in loaded.warnings:
+        sys.stderr.write(f"warning: {line}\n")
     if json_:
         emit_json({"run": run_name, "id": run_id, "db": db, "event": stored.as_json()})
     else:
@@ -766,6 +750,7 @@ def fork(
     from commands.runner import fold
     from machine.canonical import canonical_json, sha256_text
     from machine.config import ConfigError, apply_override, validate_config
+    from machine.config_compat import canonical_assignment, redact
     from machine.events import ForkOrigin, RunCreated, SettingsChanged
     from machine.fork import changes, fork_problems
     from machine.verify import verify_events
@@ -780,7 +765,10 @@ def fork(
     try:
         data: dict[str, Any] = old
         for assignment in set_ or []:
-            data = apply_override(data, assignment)
+            data = apply_override(data, canonical_assignment(assignment))
+        data, hidden = redact(data)
+        for where in hidden:
+            sys.stderr.write(f"warning: {where}: a secret-looking value is never recorded\n")
         config = validate_config(data)
         new = config.model_dump(mode="json")
     except ConfigError as exc:
@@ -936,7 +924,12 @@ def doctor(
     from commands.runner import load_state
 
     if config_path is not None:
-        config, _ = load_config_file(config_path, [])
+        from commands.config_files import load_config
+
+        loaded = load_config(config_path, [])
+        config = loaded.config
+        for line in loaded.warnings:
+            sys.stderr.write(f"warning: {line}\n")
     else:
         ledger, row = _open(db, run)
         config = load_state(ledger, row.id).cfg

@@ -90,6 +90,14 @@ class RunCreated(Event):
     initial_skill_hash: str
     skillopt_version: str
     forked_from: ForkOrigin | None = None  # a fork: events 2..seq are copied from that run
+    # Config keys read with a caveat or ignored (a reference-format file; machine/config_compat).
+    warnings: list[str] = []
+
+    def payload(self) -> dict[str, Any]:
+        out = super().payload()
+        if not self.warnings:  # a run without warnings records what it always did
+            del out["warnings"]
+        return out
 
 
 @register
