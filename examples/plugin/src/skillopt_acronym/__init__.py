@@ -1,0 +1,1 @@
+"""An example skillopt plugin: the `acronym` environment and the `initials` model backend."""
