@@ -362,7 +362,7 @@ class _Notes:
             if value != REDACTED:  # a secret already has its own warning
                 self.quiet.append(path)
         else:
-            self.warn(f"{path}: {reason}; ignored")
+            self.warn(f"{path}: {reason}; ignored ({shown(bare, value)})")
 
     def result(self) -> list[str]:
         if not self.quiet:
