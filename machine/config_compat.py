@@ -96,6 +96,7 @@ ALIASES: dict[tuple[str, str], tuple[str, ...]] = {
     ("optimizer", "min_edit_budget"): ("optimizer", "min_learning_rate"),
     ("optimizer", "meta_edit_budget"): ("optimizer", "meta_learning_rate"),
     ("env", "workers"): ("train", "workers"),  # the benchmark's concurrent rollouts
+    ("env", "train_size"): ("train", "train_size"),  # the reference's flattening made it so
     ("env", "exec_timeout"): ("models", "target", "timeout_s"),  # per target call, seconds
     ("model", "azure_endpoint"): ("model", "azure_openai_endpoint"),  # legacy spellings
     ("model", "azure_api_version"): ("model", "azure_openai_api_version"),
@@ -355,8 +356,9 @@ class _Notes:
 
     def dropped(self, path: str, value: Any, reason: str, quiet: bool = False) -> None:
         bare = path.rsplit(".", 1)[-1].removeprefix("optimizer_").removeprefix("target_")
+        default = REFERENCE_DEFAULTS.get(bare, object())
         noop = value in (None, "", False, [], {}) or (
-            not isinstance(value, bool) and REFERENCE_DEFAULTS.get(bare, object()) == value
+            type(value) is type(default) and value == default
         )
         if quiet or noop or value == REDACTED:
             if value != REDACTED:  # a secret already has its own warning
@@ -529,9 +531,10 @@ def _map_model(model: Any, notes: _Notes) -> dict[str, Any]:
     roles = {role: _map_role(m, role, notes, aad) for role in ("target", "optimizer")}
     for where, affected in aad.items():
         names = " and ".join(f"models.{r}" for r in affected)
+        verb = "authenticates" if len(affected) == 1 else "authenticate"
         notes.warn(
-            f"{where} (Azure AD sign-in) is not supported: {names} authenticate with an API "
-            "key read from the environment variable AZURE_OPENAI_API_KEY (api_key_env)"
+            f"{where} (Azure AD sign-in) is not supported: {names} {verb} with an API key "
+            "read from the environment variable AZURE_OPENAI_API_KEY (api_key_env)"
         )
     backends = ", ".join(sorted({r["backend"] for r in roles.values()}))
     for key, value in model.items():

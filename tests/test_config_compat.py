@@ -69,6 +69,7 @@ def warned(warnings: list[str], *words: str) -> bool:
         ({"skill_init": "a.md"}, ("env", "skill_init"), "a.md"),
         ({"workers": 6}, ("train", "workers"), 6),
         ({"env": {"workers": 6}}, ("train", "workers"), 6),
+        ({"env": {"train_size": 400}}, ("train", "train_size"), 400),
         ({"env": {"exec_timeout": 300}}, ("models", "target", "timeout_s"), 300),
         ({"env": {"max_steps": 50}}, ("env", "options", "max_steps"), 50),
         ({"target_model": "m"}, ("model", "target"), "m"),
@@ -314,6 +315,7 @@ def test_model_keys_without_effect_are_listed_once() -> None:
     data = ref(
         model={
             "codex_exec_path": "codex",
+            "codex_trace_to_optimizer": True,
             "codex_exec_sandbox": "read-only",
             "azure_openai_api_key": "",
             "rewrite_reasoning_effort": "high",
@@ -322,9 +324,11 @@ def test_model_keys_without_effect_are_listed_once() -> None:
     _, warnings = mapped(data)
     assert warned(warnings, "model.codex_exec_sandbox", "'read-only'", "ignored")
     assert warned(warnings, "model.rewrite_reasoning_effort", "'high'", "ignored")
+    assert not warned(warnings, "model.codex_exec_path:")  # the reference's default: quiet
     quiet = [w for w in warnings if w.startswith("ignored, no effect")]
     assert len(quiet) == 1
-    assert "model.codex_exec_path" in quiet[0] and "model.azure_openai_api_key" in quiet[0]
+    for key in ("codex_exec_path", "codex_trace_to_optimizer", "azure_openai_api_key"):
+        assert f"model.{key}" in quiet[0]
 
 
 # --- step 2: env, optimizer, evaluation ------------------------------------------------------------
