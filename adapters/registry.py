@@ -35,10 +35,11 @@ def _remote(backend: str) -> Callable[..., ChatModel]:
 
 
 def _builtin_envs() -> dict[str, Callable[..., Environment]]:
+    from adapters.closed_loop import ClosedLoopEnvironment
     from adapters.qa import QAEnvironment
     from adapters.sim import SimEnvironment
 
-    return {"sim": SimEnvironment, "qa": QAEnvironment}
+    return {"sim": SimEnvironment, "qa": QAEnvironment, "closed_loop": ClosedLoopEnvironment}
 
 
 def _plugins(group: str) -> dict[str, Any]:
