@@ -149,7 +149,7 @@ class RowCheck:
         row_answers(row)
         if row.get("context") is not None and not isinstance(row["context"], str):
             raise AdapterError("'context' must be a string")
-        task_type = row.get("task_type", DEFAULT_TASK_TYPE)
+        task_type = _task_type(row)
         if not isinstance(task_type, str) or not task_type.strip():
             raise AdapterError("'task_type' must be a non-empty string")
         if row.get("house") is not None:
@@ -194,8 +194,12 @@ def make_item(row: Mapping[str, Any]) -> Item:
     if row.get("house") is not None:
         data["house"] = {k: str(row["house"][k]) for k in HOUSE_KEYS}
     prompt = f"Context: {context}\n\nQuestion: {question}" if context else f"Question: {question}"
-    task_type = str(row.get("task_type", DEFAULT_TASK_TYPE))
-    return Item(str(row["id"]), task_type, prompt, data)
+    return Item(str(row["id"]), str(_task_type(row)), prompt, data)
+
+
+def _task_type(row: Mapping[str, Any]) -> Any:
+    value = row.get("task_type")
+    return DEFAULT_TASK_TYPE if value is None else value
 
 
 # -- the environment ---------------------------------------------------------------------------

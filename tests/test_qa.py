@@ -157,13 +157,19 @@ def test_rows_without_house_rules_and_without_context(tmp_path: Path) -> None:
     rows = [
         {"id": 1, "question": "Capital of France?", "answers": ["Paris", "paris, france"]},
         {"id": 2, "question": "2+2?", "answer": 4, "task_type": "math"},
-        {"id": 3, "question": "Colour of the sky?", "answer": "blue", "context": None},
+        {
+            "id": 3,
+            "question": "Colour of the sky?",
+            "answer": "blue",
+            "context": None,
+            "task_type": None,
+        },
     ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     env = QAEnvironment({}, DataSource(data_path=str(data), split_ratio=(1, 1, 1)))
     items = {i.id: i for s in SPLITS for i in env.items(s)}
     assert items["1"].prompt == "Question: Capital of France?"
-    assert items["1"].task_type == "qa" and items["2"].task_type == "math"
+    assert [items[k].task_type for k in "123"] == ["qa", "math", "qa"]
     assert items["2"].data["answers"] == ["4"]
     target = OfflineModel("target", "t", {"base_slip": 0.0})
     result = env.rollout(items["1"], "Be brief.", target)  # no house rule: the facts are known
