@@ -506,7 +506,10 @@ def _collect(
     timed_out = flooded = exited = False
     try:
         while sel.get_map():
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            if exited and now > deadline:
+                break  # something it started escaped the group and holds a pipe: stop reading
+            remaining = deadline - now
             if remaining <= 0:
                 timed_out = True
                 break
@@ -529,9 +532,11 @@ def _collect(
             if flooded:
                 break
             if not exited and _exited(proc.pid):
-                # Whatever it left behind may hold the pipes open: end it.
+                # Whatever it left behind may hold the pipes open: end it, and read what is
+                # left for at most a second more.
                 exited = True
                 _kill_group(proc.pid)
+                deadline = min(deadline, time.monotonic() + 1.0)
     finally:
         sel.close()
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
