@@ -638,11 +638,9 @@ class ClosedLoopEnvironment:
                 f"tokens: input {a.input_tokens}, output {a.output_tokens}",
             ]
             if a.index > 1:
-                same = next((b.index for b in episode.attempts if b.prompt == a.prompt), a.index)
-                if same < a.index:
-                    lines.append(f"prompt: identical to attempt {same}'s")
-                else:
-                    lines += ["prompt:", _excerpt(a.prompt, 1500)]
+                # The repair prompt is the task, attempt k-1's program and what it did: all
+                # shown above, so it is named rather than repeated.
+                lines.append(f"prompt: repair request quoting attempt {a.index - 1}")
             if not a.program:
                 lines += ["reply:", _excerpt(a.reply, EXCERPT) or "(empty)"]
                 continue
