@@ -642,7 +642,7 @@ class ClosedLoopEnvironment:
                 # shown above, so it is named rather than repeated.
                 lines.append(f"prompt: repair request quoting attempt {a.index - 1}")
             if not a.program:
-                lines += ["reply:", _excerpt(a.reply, EXCERPT) or "(empty)"]
+                lines += ["reply:", _excerpt(a.reply.strip(), EXCERPT) or "(empty)"]
                 continue
             if a.same_as is not None:
                 lines.append(f"program: identical to attempt {a.same_as}")

@@ -150,7 +150,9 @@ def test_partial_until_the_cap() -> None:
 def test_no_program_and_runtime_error_and_timeout_reasons() -> None:
     result = env(retry_cap=2).rollout(task(), "SKILL", Scripted(["", "   "]))
     assert result.fail_reason.startswith("no_program: arithmetic:")
-    assert "Your reply contained no program." in result.trajectory
+    assert "=== attempt 2 (repair): failed (no_program: the reply holds no program)" in (
+        result.trajectory
+    )
     assert result.soft == 0.0
 
     result = env(retry_cap=1).rollout(task(), "SKILL", Scripted([CRASH]))
