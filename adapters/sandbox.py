@@ -48,13 +48,21 @@ MIB = 1024 * 1024
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 SETUP_FAILED = 125  # the helper's exit code when it could not set the sandbox up
 
-# The helper runs as `python -S -I -c HELPER work file ns ro disk_mb cgroup status_fd argv...`. It joins the cgroup, creates the
+# The helper runs as `python -S -I -c HELPER work file ns ro disk_mb cgroup status_fd parent
+# argv...`. It joins the cgroup, creates the
 # namespaces, makes the filesystem read-only, forks the program and reports how it ended on
 # the status pipe ("exit N" or "signal N"). It is kept to the standard library and ctypes.
 HELPER = r"""
-import os, sys
-work, file, ns, ro, disk_mb, cgroup, status_fd = sys.argv[1:8]
-argv, ns, ro, status_fd = sys.argv[8:], ns == "1", ro == "1", int(status_fd)
+import ctypes, os, sys
+work, file, ns, ro, disk_mb, cgroup, status_fd, parent = sys.argv[1:9]
+argv, ns, ro, status_fd = sys.argv[9:], ns == "1", ro == "1", int(status_fd)
+libc = ctypes.CDLL(None, use_errno=True)
+def die_with(pid):
+    # PR_SET_PDEATHSIG: if skillopt is killed, nothing of the program outlives it.
+    libc.prctl(1, 9, 0, 0, 0)
+    if os.getppid() != pid:
+        os._exit(125)
+die_with(int(parent))
 def die(what, err=0):
     os.write(2, ("skillopt-sandbox: %s failed (%s)\n" % (what, os.strerror(err) if err else "")).encode())
     os._exit(125)
@@ -70,8 +78,6 @@ if cgroup:
     except OSError as exc:
         die("joining the pids cgroup", exc.errno)
 if ns:
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
     libc.mount.argtypes = [ctypes.c_char_p] * 3 + [ctypes.c_ulong, ctypes.c_char_p]
     libc.syscall.restype = ctypes.c_long
     uid, gid = os.geteuid(), os.getegid()
@@ -88,6 +94,7 @@ if ns:
         _, status = os.waitpid(init, 0)
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     # PID 1 of the new namespace.
+    die_with(0)  # its parent is outside the namespace: pid 0 from here
     def mount(src, target, fstype, flags, data, what):
         if libc.mount(src, target.encode(), fstype, flags, data) != 0:
             die(what, ctypes.get_errno())
@@ -109,8 +116,10 @@ if ns:
             if ok != 0:
                 die("making the filesystem read-only", ctypes.get_errno())
 os.set_inheritable(status_fd, False)
+me = os.getpid()
 child = os.fork()
 if child == 0:
+    die_with(me)
     try:
         os.chdir(work)
         os.execv(argv[0], argv)
@@ -283,8 +292,18 @@ def _pids_cgroup_base() -> str | None:
         usable = (trial / "pids.max").exists()
         _remove_cgroup(str(trial))
         if usable:
+            _remove_stale_cgroups(base)
             return base
     return None
+
+
+def _remove_stale_cgroups(base: str) -> None:
+    """Cgroups left by a skillopt that was killed mid-run (its pid is gone)."""
+    for entry in Path(base).glob("skillopt-*-*"):
+        parts = entry.name.split("-")
+        owner = parts[2] if len(parts) > 2 else ""
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            _remove_cgroup(str(entry))
 
 
 def _remove_cgroup(path: str) -> None:
@@ -360,7 +379,7 @@ def _run(
             return _setup_failure(f"cannot create the pids cgroup: {exc}")
     status_r, status_w = os.pipe()
     spec = [str(work), filename, str(int(iso.namespaces)), str(int(iso.read_only_fs))]
-    spec += [str(limits.disk_mb), cgroup or "", str(status_w), *argv]
+    spec += [str(limits.disk_mb), cgroup or "", str(status_w), str(os.getpid()), *argv]
     env = {
         "PATH": SAFE_PATH,
         "LANG": "C.UTF-8",

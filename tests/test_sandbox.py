@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -19,6 +20,7 @@ from adapters import sandbox
 from adapters.sandbox import Isolation, Limits, Sandbox, SandboxResult
 
 PY = [sys.executable, "{file}"]
+ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sk-ant-api03-THIS-IS-A-FAKE-KEY-0123456789"
 
 
@@ -70,14 +72,15 @@ def test_memory_bomb_fails(mode: Isolation) -> None:
 
 
 def _alive(marker: str) -> list[int]:
+    """Processes running the program file named `marker` (`python <dir>/<marker>`)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                cmdline = (entry / "cmdline").read_bytes()
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if marker.encode() in cmdline:
+            if len(argv) > 1 and argv[1].endswith(marker.encode()):
                 pids.append(int(entry.name))
     return pids
 
@@ -277,3 +280,36 @@ def test_isolation_is_described() -> None:
     assert described["filesystem_reads"].startswith("NOT isolated")
     if os.geteuid() != 0:
         assert iso.process_limit == "rlimit"
+
+
+def test_killing_skillopt_mid_run_leaves_no_program_behind(mode: Isolation) -> None:
+    marker = f"orphan_{uuid.uuid4().hex}.py"
+    code = (
+        "import sys\n"
+        "from adapters.sandbox import Limits, Sandbox\n"
+        f"Sandbox(Limits(timeout_s=600)).run([sys.executable, '{{file}}'], "
+        f"'import time\\ntime.sleep(600)\\n', filename={marker!r})\n"
+    )
+    if not mode.namespaces:
+        code = (
+            "import adapters.sandbox as s, dataclasses\n"
+            + (
+                "s._probed = dataclasses.replace(s.isolation(), namespaces=False, read_only_fs=False)\n"
+            )
+            + code
+        )
+    parent = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    try:
+        for _ in range(400):  # until the program runs (bounded: a failure, not a hang)
+            if _alive(marker) or parent.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert _alive(marker), "the sandboxed program never started"
+    finally:
+        parent.kill()
+        parent.wait()
+    for _ in range(200):
+        if not _alive(marker):
+            break
+        time.sleep(0.05)
+    assert _alive(marker) == []
