@@ -247,6 +247,22 @@ def test_rows_from_a_split_dir(tmp_path: Path) -> None:
         ClosedLoopEnvironment({}, DataSource(split_dir=str(other)))
 
 
+def test_rows_from_one_data_file(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.jsonl"
+    rows = [
+        {"id": f"x{i}", "task_type": "t", "description": f"Print {i}.", "expected_output": str(i)}
+        for i in range(10)
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    source = DataSource(data_path=str(path), split_ratio=(5, 3, 2), split_seed=1)
+    e = ClosedLoopEnvironment({}, source)
+    assert [len(e.items(s)) for s in ("train", "selection", "test")] == [5, 3, 2]
+    assert e.split_manifest()["split_mode"] == "ratio"
+    path.write_text(path.read_text() + json.dumps({"id": "bad", "task_type": "t"}) + "\n")
+    with pytest.raises(AdapterError, match=r"tasks.jsonl line 11: missing required field"):
+        ClosedLoopEnvironment({}, source)
+
+
 # -- the shipped task set -------------------------------------------------------------------------
 
 
