@@ -380,3 +380,16 @@ def test_training_run_improves_and_replays(cli: Cli, tmp_path: Path) -> None:
     reasons = {e["payload"]["fail_reason"].split(":")[0] for e in scored}
     assert reasons <= {"", "wrong_output", "runtime_error", "timeout", "no_program"}
     assert all(set(e["payload"]["feedback"]) >= FEEDBACK_KEYS for e in scored)
+
+
+def test_init_refuses_a_missing_interpreter(cli: Cli, tmp_path: Path) -> None:
+    config = EXAMPLE.read_text().replace(
+        "    retry_cap: 3\n",
+        '    retry_cap: 3\n    language: zig\n    command: ["zig-not-installed", "run", "{file}"]\n'
+        '    extension: ".zig"\n',
+    )
+    path = tmp_path / "zig.yaml"
+    path.write_text(config.replace("../skills/", str(ROOT / "skills") + "/"))
+    res = cli("init", str(path), "--db", str(tmp_path / "runs.db"))
+    assert res.code == 2
+    assert "env.options.command: interpreter 'zig-not-installed' not found" in res.err
