@@ -58,10 +58,11 @@ work, file, ns, ro, disk_mb, cgroup, status_fd, parent = sys.argv[1:9]
 argv, ns, ro, status_fd = sys.argv[9:], ns == "1", ro == "1", int(status_fd)
 libc = ctypes.CDLL(None, use_errno=True)
 def die_with(pid):
-    # PR_SET_PDEATHSIG: if skillopt is killed, nothing of the program outlives it.
-    libc.prctl(1, 9, 0, 0, 0)
-    if os.getppid() != pid:
-        os._exit(125)
+    # PR_SET_PDEATHSIG: if skillopt is killed, nothing of the program outlives it (Linux).
+    if hasattr(libc, "prctl"):
+        libc.prctl(1, 9, 0, 0, 0)
+        if os.getppid() != pid:
+            os._exit(125)
 die_with(int(parent))
 def die(what, err=0):
     os.write(2, ("skillopt-sandbox: %s failed (%s)\n" % (what, os.strerror(err) if err else "")).encode())
@@ -325,6 +326,8 @@ def _user_process_count() -> int:
     """Processes (threads count against RLIMIT_NPROC too, so count those) of this user."""
     uid = str(os.getuid())
     count = 0
+    if not os.path.isdir("/proc"):  # not Linux: no way to count; the limit is then loose
+        return 512
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -416,8 +419,11 @@ def _run(
     finally:
         os.close(status_r)
         _kill_group(proc.pid)
-        _, wait_status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(wait_status)
+        cpu_used = 0.0
+        if proc.returncode is None:  # not reaped yet (it is only by poll(), off Linux)
+            _, wait_status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(wait_status)
+            cpu_used = usage.ru_utime + usage.ru_stime
         if cgroup:
             _remove_cgroup(cgroup)
         shutil.rmtree(root, ignore_errors=True)
@@ -437,7 +443,6 @@ def _run(
             return _setup_failure(message, time.monotonic() - started)
         sig = _signal_name(-helper_code) if helper_code < 0 else ""
         exit_code = None if helper_code < 0 else helper_code
-    cpu_used = usage.ru_utime + usage.ru_stime
     cpu_exceeded = sig == "SIGXCPU" or (sig == "SIGKILL" and cpu_used >= limits.cpu_s * 0.95)
     stdout, binary = _decode(out[0], str(work), out[1])
     stderr, _ = _decode(err[0], str(work), err[1])
@@ -550,7 +555,7 @@ def _collect(
                     buf += chunk
             if flooded:
                 break
-            if not exited and _exited(proc.pid):
+            if not exited and _exited(proc):
                 # Whatever it left behind may hold the pipes open: end it, and read what is
                 # left for at most a second more.
                 exited = True
@@ -570,9 +575,12 @@ def _collect(
     )
 
 
-def _exited(pid: int) -> bool:
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the helper ended, without reaping it (its pid stays ours until we wait)."""
+    if not hasattr(os, "waitid"):  # not Linux
+        return proc.poll() is not None
     try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
     except ChildProcessError:
         return True
     return info is not None
