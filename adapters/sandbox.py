@@ -242,6 +242,7 @@ def isolation() -> Isolation:
 
 
 def _probe() -> Isolation:
+    _remove_stale_workdirs()
     notes: list[str] = []
     cgroup_base = _pids_cgroup_base() if os.geteuid() == 0 else None
     if os.geteuid() == 0:
@@ -296,6 +297,18 @@ def _pids_cgroup_base() -> str | None:
             _remove_stale_cgroups(base)
             return base
     return None
+
+
+def _remove_stale_workdirs() -> None:
+    """Working directories left by a skillopt that was killed mid-run (its pid is gone)."""
+    if not os.path.isdir("/proc"):
+        return
+    for entry in Path(tempfile.gettempdir()).glob("skillopt-sandbox-*-*"):
+        owner = entry.name.split("-")[2]
+        with contextlib.suppress(OSError):
+            mine = entry.stat().st_uid == os.getuid()
+            if mine and owner.isdigit() and not Path(f"/proc/{owner}").exists():
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def _remove_stale_cgroups(base: str) -> None:
@@ -362,7 +375,7 @@ def _run(
     program: str,
     filename: str = "main.py",
 ) -> SandboxResult:
-    root = Path(tempfile.mkdtemp(prefix="skillopt-sandbox-"))
+    root = Path(tempfile.mkdtemp(prefix=f"skillopt-sandbox-{os.getpid()}-"))
     work = root / "work"
     work.mkdir(mode=0o700)
     (work / filename).write_text(program, "utf-8")
