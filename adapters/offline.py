@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from adapters import offline_modes as modes
 from adapters.protocol import AdapterError, ChatRequest, Completion, check_options
 
 DEFAULTS: dict[str, Any] = {
@@ -69,9 +70,14 @@ class OfflineModel:
             time.sleep(self.opts["latency_ms"] / 1000)
         handler = {
             "rollout": self._rollout,
-            "reflect": self._reflect,
-            "merge": self._merge,
+            "reflect": self._reflect_shaped,
+            "merge": self._merge_any,
             "rank": self._rank,
+            "budget": lambda r: self._reply(modes.budget(r.hints), "Budget:"),
+            "rewrite": lambda r: self._reply(modes.rewrite(r.hints, RULES_HEADING), "Rewrite:"),
+            "slow_update": lambda r: self._reply(modes.slow_update(r.hints), "Guidance:"),
+            "meta_skill": lambda r: self._reply(modes.meta_skill(r.hints), "Memory:"),
+            "consolidate": lambda r: self._reply(modes.consolidate(r.hints), "Notes:"),
             "doctor": lambda _: "OK",
         }.get(request.purpose)
         if handler is None:
@@ -117,6 +123,20 @@ class OfflineModel:
                 if match.start() > best:
                     best, which = match.start(), key
         return which
+
+    def _reflect_shaped(self, request: ChatRequest) -> str:
+        text = self._reflect(request)
+        obj = json.loads(text.split("```json\n", 1)[1].rsplit("\n```", 1)[0])
+        obj = modes.shape_reflection(obj, request.hints, RULES_HEADING)
+        return self._reply(obj, text.split("\n\n", 1)[0])
+
+    def _merge_any(self, request: ChatRequest) -> str:
+        kind = request.hints.get("kind", "edits")
+        if kind == "suggestions":
+            return self._reply(modes.merge_suggestions(request.hints["patches"]), "Merged:")
+        if kind == "candidates":
+            return self._reply(modes.merge_candidates(request.hints["patches"]), "Merged:")
+        return self._merge(request)
 
     def _reflect(self, request: ChatRequest) -> str:
         hints = request.hints

@@ -539,7 +539,8 @@ def runs(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
         return
     for r in rows:
         print(
-            f"{r['run']:<20} {r['id']}  {r['created_at']}  {r['events'] or 0:>6} events  {r['phase']}"
+            f"{r['run']:<20} {r['kind']:<5} {r['id']}  {r['created_at']}  {r['events'] or 0:>6} "
+            f"events  {r['phase']}"
         )
 
 
@@ -634,6 +635,7 @@ def skill_log(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt = False
             "step": v.step,
             "parent": v.parent,
             "fate": v.fate,
+            "origin": v.origin,
             "score": v.score,
             "length": lengths.get(v.hash),
             "current": v.hash == state.current_hash,

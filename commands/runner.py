@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from commands.clock import Clock, utc_now
 from commands.context import Progress, StageContext, build_adapters, fingerprint, split_items
 from commands.errors import InputError, RunFailed
-from commands.stages import HandlerGen, aggregate, plans, reflect, rollouts, update
+from commands.stages import HandlerGen, aggregate, appendix, epoch, plans, reflect, rollouts, update
 from ledger.store import ConflictError, CorruptEvent, Ledger, StoredEvent
 from machine import transitions as tr
 from machine.budget import exhausted, limits, spent
@@ -33,6 +33,12 @@ HANDLERS: dict[type[tr.Command], Handler] = {
     tr.EvaluateCandidate: rollouts.evaluate_candidate,
     tr.Gate: update.gate,
     tr.CompleteStep: update.complete_step,
+    tr.FlushAppendix: appendix.flush_appendix,
+    tr.GateUpdate: epoch.gate_update,
+    tr.PlanReview: epoch.plan_review,
+    tr.ReviewRollout: epoch.review_rollout,
+    tr.SlowUpdate: epoch.slow_update,
+    tr.MetaSkill: epoch.meta_skill,
     tr.CompleteEpoch: plans.complete_epoch,
     tr.FinalSelection: rollouts.final_selection,
     tr.FinalTest: rollouts.final_test,

@@ -10,9 +10,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from machine.edits import Edit
+from machine.edits import Edit, SkillCandidate, Suggestion
 
-Phase = Literal["train", "selection", "test"]
+Phase = Literal["train", "selection", "test", "review"]  # review: the epoch-end comparison
 
 
 class Event(BaseModel):
@@ -202,6 +202,10 @@ class ReflectionProposed(Event):
     success_patterns: list[str] = Field(default_factory=list)
     call: CallRecord
     reask: CallRecord | None = None  # the one re-ask after an unusable first reply
+    # skill_update_mode rewrite_from_suggestions / full_rewrite_minibatch carry these instead
+    suggestions: list[Suggestion] = Field(default_factory=list)
+    skill_candidates: list[SkillCandidate] = Field(default_factory=list)
+    appendix_notes: list[str] = Field(default_factory=list)  # skill-aware: execution lapses
 
 
 class MergeNode(BaseModel):
@@ -218,6 +222,8 @@ class MergeNode(BaseModel):
     edits: list[Edit]
     call: CallRecord | None = None
     reask: CallRecord | None = None
+    suggestions: list[Suggestion] = Field(default_factory=list)
+    skill_candidates: list[SkillCandidate] = Field(default_factory=list)
 
 
 @register
@@ -227,6 +233,8 @@ class PatchesMerged(Event):
     nodes: list[MergeNode]
     root: str
     edits: list[Edit]
+    suggestions: list[Suggestion] = Field(default_factory=list)
+    skill_candidates: list[SkillCandidate] = Field(default_factory=list)
 
 
 class RankingRecord(BaseModel):
@@ -238,6 +246,21 @@ class RankingRecord(BaseModel):
     raw_indices: list[Any] = Field(default_factory=list)
     invalid_indices: list[Any] = Field(default_factory=list)
     beyond_budget: list[int] = Field(default_factory=list)
+    call: CallRecord
+    reask: CallRecord | None = None
+
+
+class BudgetDecision(BaseModel):
+    """lr_control_mode autonomous: the optimizer's own choice of how many edits to apply."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    ok: bool
+    error: str = ""
+    fallback: str = ""  # "zero": an unusable decision applies no edit (as the reference)
+    requested: int | None = None
+    reasoning: str = ""
+    confidence: str = ""
+    risk_notes: list[str] = Field(default_factory=list)
     call: CallRecord
     reask: CallRecord | None = None
 
@@ -255,6 +278,21 @@ class EditsSelected(Event):
     dropped_indices: list[int]
     edits: list[Edit]
     ranking: RankingRecord | None = None
+    control: Literal["fixed", "autonomous", "none"] = "fixed"
+    decision: BudgetDecision | None = None
+    suggestions: list[Suggestion] = Field(default_factory=list)  # rewrite mode: the kept ones
+
+
+class RewriteRecord(BaseModel):
+    """The one rewrite call of rewrite_from_suggestions."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    ok: bool
+    error: str = ""
+    reasoning: str = ""
+    change_summary: list[str] = Field(default_factory=list)
+    call: CallRecord
+    reask: CallRecord | None = None
 
 
 class ApplyRow(BaseModel):
@@ -276,6 +314,8 @@ class CandidateBuilt(Event):
     n_applied: int
     n_skipped: int
     length: int
+    mode: Literal["patch", "rewrite_from_suggestions", "full_rewrite_minibatch"] = "patch"
+    rewrite: RewriteRecord | None = None
 
 
 @register
@@ -283,7 +323,7 @@ class StepSkipped(Event):
     TYPE = "step.skipped"
     step: int
     epoch: int
-    reason: Literal["no_patches", "nothing_applied", "zero_budget"]
+    reason: Literal["no_patches", "nothing_applied", "zero_budget", "no_rewrite"]
     skill_hash: str
 
 
@@ -310,6 +350,106 @@ class GateDecided(Event):
     metric: str
     use_gate: bool
     candidate_score: float
+    current_score: float
+    best_score: float
+    rule: str
+
+
+class ConsolidationRecord(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    ok: bool
+    error: str = ""
+    kept: bool = False  # only a non-empty, strictly shorter list replaces the notes
+    before: int
+    notes: list[str] = Field(default_factory=list)
+    call: CallRecord
+    reask: CallRecord | None = None
+
+
+@register
+class AppendixFlushed(Event):
+    """Skill-aware reflection's execution-lapse notes, written into the APPENDIX region of the
+    skill that is current after the step's verdict (accept, reject or skip alike)."""
+
+    TYPE = "appendix.flushed"
+    step: int
+    epoch: int
+    parent_hash: str
+    skill_hash: str
+    notes: list[str]
+    added: list[str]
+    duplicates: int
+    total: int
+    consolidation: ConsolidationRecord | None = None
+    gated: bool = False  # appendix_gated: the new skill must pass the gate to become current
+
+
+@register
+class ReviewPlanned(Event):
+    """Epoch end: the items on which the previous epoch's last skill and the current one are
+    compared (slow update and meta skill share the comparison)."""
+
+    TYPE = "review.planned"
+    epoch: int
+    prev_hash: str
+    curr_hash: str
+    policy: Literal["mixed", "changed", "unchanged"]
+    target: int
+    seed: int
+    sample: list[str]
+    scan: list[str]  # policy changed: the train items scanned, in order, to top up
+
+
+class Pair(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: str
+    category: Literal["improved", "regressed", "persistent_fail", "stable_success"]
+
+
+@register
+class SlowUpdateDone(Event):
+    TYPE = "slow_update.done"
+    epoch: int
+    action: Literal["placeholder", "force_accept", "gate", "no_content", "failed"]
+    parent_hash: str
+    skill_hash: str  # the skill with the new guidance (== parent when nothing was written)
+    pairs: list[Pair] = Field(default_factory=list)
+    content_hash: str = ""
+    reasoning: str = ""
+    error: str = ""
+    call: CallRecord | None = None
+    reask: CallRecord | None = None
+
+
+@register
+class MetaSkillDone(Event):
+    TYPE = "meta_skill.done"
+    epoch: int
+    action: Literal["write", "no_content", "failed"]
+    pairs: list[Pair] = Field(default_factory=list)
+    content_hash: str = ""
+    reasoning: str = ""
+    error: str = ""
+    call: CallRecord
+    reask: CallRecord | None = None
+
+
+@register
+class UpdateGated(Event):
+    """The gate verdict on a skill an epoch-end slow update or an appendix flush produced
+    (slow_update_gate_with_selection / appendix_gated)."""
+
+    TYPE = "update.gated"
+    kind: Literal["slow_update", "appendix"]
+    step: int  # the step of an appendix flush; the last step of the epoch for a slow update
+    epoch: int
+    skill_hash: str
+    n: int
+    hard: float
+    soft: float
+    gate_score: float
+    cache_hit: bool
+    action: Literal["accept_new_best", "accept", "reject", "force_accept"]
     current_score: float
     best_score: float
     rule: str

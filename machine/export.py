@@ -22,6 +22,8 @@ def _h(skill: str | None) -> str | None:
 
 
 def _origin(origin: str) -> str:
+    if origin.startswith("slow update (epoch "):
+        return f"slow_update_epoch_{int(origin.split()[-1].rstrip(')')):02d}"
     return "initial_skill" if origin == "initial" else f"step_{int(origin.split()[1]):04d}"
 
 

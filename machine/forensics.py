@@ -13,7 +13,7 @@ from typing import Any
 
 from machine.edits import Edit
 from machine.events import CallRecord, MergeNode
-from machine.history import current_after
+from machine.history import current_after, versions
 from machine.scoring import is_failure
 from machine.state import StepProgress, TrainerState, eval_key
 
@@ -99,8 +99,23 @@ def trace(state: TrainerState, p: StepProgress, edit: Edit) -> dict[str, Any]:
     }
 
 
+def measured_ancestor(state: TrainerState, skill: str) -> str:
+    """The nearest ancestor with selection scores: a slow-update or appendix skill written
+    into the current one carries its parent's score without being measured."""
+    parents = {v.hash: v.parent for v in versions(state)}
+    seen = set()
+    while skill not in seen and not state.scored(eval_key("selection", skill)):
+        seen.add(skill)
+        parent = parents.get(skill)
+        if parent is None:
+            break
+        skill = parent
+    return skill
+
+
 def _flips(state: TrainerState, parent: str, skill: str) -> dict[str, list[str]]:
     assert state.dataset is not None
+    parent = measured_ancestor(state, parent)
     before = state.scored(eval_key("selection", parent))
     after = state.scored(eval_key("selection", skill))
     ids = [i for i in state.dataset.selection if i in before and i in after]
@@ -139,8 +154,11 @@ def why(state: TrainerState, skill: str) -> dict[str, Any]:
         out["promoted"] = {"score": fin.gate_score, "best_before": fin.best_score_before}
     if skill == state.initial_hash:
         return out | {"origin": "initial", "verdict": {"kind": "initial"}}
+    memory = _memory(state, skill)
+    if memory is not None:
+        return out | memory
     p = _step_of(state, skill)
-    if p is None or p.candidate is None or p.selected is None or p.merged is None:
+    if p is None or p.candidate is None or p.merged is None:
         return out | {"origin": "unknown", "verdict": {"kind": "unknown"}}
     d = p.decided
     verdict: dict[str, Any] = {"kind": "pending"}
@@ -163,10 +181,11 @@ def why(state: TrainerState, skill: str) -> dict[str, Any]:
             "status": rows.get(i, "not_applied"),
             **trace(state, p, e),
         }
-        for i, e in enumerate(sel.edits, start=1)
+        for i, e in enumerate(sel.edits if sel else [], start=1)
     ]
     merged = list(p.merged.edits)
-    ranking = sel.ranking
+    ranking = sel.ranking if sel else None
+    rw = p.candidate.rewrite
     return out | {
         "origin": f"step {p.step}",
         "step": p.step,
@@ -178,11 +197,19 @@ def why(state: TrainerState, skill: str) -> dict[str, Any]:
             if current_after(state, p.step - 1) == p.parent_hash
             else "parent",
         },
-        "budget": sel.budget,
+        "update_mode": p.candidate.mode,
+        "budget": sel.budget if sel else None,
         "n_merged": len(merged),
         "edits": edits,
+        "suggestions": [x.model_dump(mode="json") for x in sel.suggestions] if sel else [],
+        "skill_candidates": [x.model_dump(mode="json") for x in p.merged.skill_candidates],
+        "rewrite": None
+        if rw is None
+        else {"ok": rw.ok, "change_summary": rw.change_summary, "call": _call(rw.call)},
         "dropped_by_budget": [
-            {"index": i, **merged[i].model_dump(mode="json")} for i in sel.dropped_indices
+            {"index": i, **merged[i].model_dump(mode="json")}
+            for i in (sel.dropped_indices if sel else [])
+            if i < len(merged)
         ],
         "ranking": None
         if ranking is None
@@ -195,6 +222,58 @@ def why(state: TrainerState, skill: str) -> dict[str, Any]:
         },
         "flips": _flips(state, p.parent_hash, skill),
     }
+
+
+def _gate(g: Any) -> dict[str, Any]:
+    return {
+        "kind": "gate",
+        "action": g.action,
+        "metric": "gate",
+        "candidate_score": g.gate_score,
+        "current_score": g.current_score,
+        "best_score": g.best_score,
+        "rule": g.rule,
+    }
+
+
+def _memory(state: TrainerState, skill: str) -> dict[str, Any] | None:
+    """A skill an appendix flush or a slow update wrote: what wrote it and from what."""
+    for step, p in sorted(state.details.items()):
+        a = p.appendix
+        if a is not None and a.skill_hash == skill and a.parent_hash != skill:
+            g = p.appendix_gate
+            return {
+                "origin": f"appendix flush at step {step}",
+                "step": step,
+                "epoch": p.epoch,
+                "verdict": _gate(g) if g else {"kind": "written", "action": "written into current"},
+                "parent": {"skill": a.parent_hash, "is": "current after the step's verdict"},
+                "appendix": {
+                    "notes": a.notes,
+                    "added": a.added,
+                    "duplicates": a.duplicates,
+                    "total": a.total,
+                    "consolidated": a.consolidation is not None and a.consolidation.kept,
+                },
+            }
+    for epoch, su in sorted(state.slow_updates.items()):
+        if su.skill_hash == skill and su.parent_hash != skill:
+            g = state.slow_gates.get(epoch)
+            written = {"kind": "written", "action": su.action}
+            return {
+                "origin": f"slow update at the end of epoch {epoch}",
+                "epoch": epoch,
+                "step": epoch * (state.dataset.steps_per_epoch if state.dataset else 0),
+                "verdict": _gate(g) if g else written,
+                "parent": {"skill": su.parent_hash, "is": f"current at the end of epoch {epoch}"},
+                "slow_update": {
+                    "action": su.action,
+                    "content": su.content_hash,
+                    "pairs": [x.model_dump() for x in su.pairs],
+                    "call": _call(su.call),
+                },
+            }
+    return None
 
 
 def _short(text: str, width: int) -> str:
@@ -224,6 +303,20 @@ def render_why(tree: dict[str, Any], width: int = 100) -> str:
             f"  promoted to best at the end: {tree['promoted']['score']:.4f} > "
             f"{tree['promoted']['best_before']:.4f}"
         )
+    elif v["kind"] == "written":
+        lines.append(f"  written into the current skill ({v['action']}), not gated")
+    if "parent" in tree and "edits" not in tree:
+        lines.append(f"  parent {tree['parent']['skill'][:12]} ({tree['parent']['is']})")
+    if "appendix" in tree:
+        ap = tree["appendix"]
+        lines.append(
+            f"  appendix: +{len(ap['added'])} note(s), {ap['duplicates']} duplicate(s), {ap['total']} in all"
+        )
+        lines += [f"    - {_short(n, width - 6)}" for n in ap["added"]]
+    if "slow_update" in tree:
+        su = tree["slow_update"]
+        cats = ", ".join(f"{x['id']}:{x['category']}" for x in su["pairs"]) or "no pairs"
+        lines.append(_short(f"  guidance {su['content'][:12]} from {cats}", width))
     if "edits" not in tree:
         return "\n".join(lines) + "\n"
     parent = tree["parent"]

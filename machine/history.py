@@ -26,7 +26,7 @@ class SkillVersion:
     hash: str
     step: int
     parent: str | None
-    origin: str  # "initial" or "candidate"
+    origin: str  # "initial", "candidate", "appendix" or "slow_update"
     fate: str  # initial | accept_new_best | accept | reject | force_accept | skip_nothing_applied | pending
     score: float | None  # selection gate score, when evaluated
 
@@ -53,6 +53,41 @@ def versions(state: TrainerState) -> list[SkillVersion]:
         out.append(
             SkillVersion(
                 cand, step, p.parent_hash, "candidate", fate, cached.gate_score if cached else None
+            )
+        )
+    out += _memory_versions(state, steps)
+    return sorted(out, key=lambda v: (v.step, _ORDER[v.origin]))
+
+
+_ORDER = {"initial": 0, "candidate": 1, "appendix": 2, "slow_update": 3}
+
+
+def _memory_versions(state: TrainerState, steps: dict) -> list[SkillVersion]:  # type: ignore[type-arg]
+    """Skills written by an appendix flush or an epoch-end slow update (not step candidates)."""
+    out = []
+    for step, p in steps.items():
+        a = p.appendix
+        if a is None or a.skill_hash == a.parent_hash:
+            continue
+        g = p.appendix_gate
+        fate = "appendix:" + (g.action if g else "pending" if a.gated else "written")
+        out.append(
+            SkillVersion(a.skill_hash, step, a.parent_hash, "appendix", fate, g and g.gate_score)
+        )
+    per_epoch = state.dataset.steps_per_epoch if state.dataset else 0
+    for epoch, su in state.slow_updates.items():
+        if su.skill_hash == su.parent_hash:
+            continue
+        g = state.slow_gates.get(epoch)
+        action = g.action if g else ("pending" if su.action == "gate" else su.action)
+        out.append(
+            SkillVersion(
+                su.skill_hash,
+                epoch * per_epoch,
+                su.parent_hash,
+                "slow_update",
+                f"slow_update:{action}",
+                g.gate_score if g else None,
             )
         )
     return out

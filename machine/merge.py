@@ -57,3 +57,16 @@ def merge_plan(
 
 def default_source(group: str) -> str:
     return "success" if group == "success" else "failure"
+
+
+def payload_field(mode: str) -> str:
+    """Which field of reflections and merge nodes carries the proposal in an update mode."""
+    return {
+        "patch": "edits",
+        "rewrite_from_suggestions": "suggestions",
+        "full_rewrite_minibatch": "skill_candidates",
+    }[mode]
+
+
+def payload(x: object, mode: str) -> list:  # type: ignore[type-arg]
+    return list(getattr(x, payload_field(mode)))

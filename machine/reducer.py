@@ -274,7 +274,53 @@ def _step_completed(s: TrainerState, e: ev.StepCompleted) -> TrainerState:
 
 @on(ev.EpochCompleted)
 def _epoch_completed(s: TrainerState, e: ev.EpochCompleted) -> TrainerState:
-    return replace(s, epochs_completed=e.epoch)
+    ends = {**s.epoch_end_hashes, e.epoch: e.current_hash}
+    return replace(s, epochs_completed=e.epoch, epoch_end_hashes=ends)
+
+
+@on(ev.AppendixFlushed)
+def _appendix(s: TrainerState, e: ev.AppendixFlushed) -> TrainerState:
+    if e.consolidation is not None:
+        s = _count(s, "consolidate", _calls(e.consolidation.call, e.consolidation.reask))
+    return _with_progress(s, appendix=e)
+
+
+@on(ev.ReviewPlanned)
+def _review(s: TrainerState, e: ev.ReviewPlanned) -> TrainerState:
+    return replace(s, reviews={**s.reviews, e.epoch: e})
+
+
+@on(ev.SlowUpdateDone)
+def _slow_update(s: TrainerState, e: ev.SlowUpdateDone) -> TrainerState:
+    if e.call is not None:
+        s = _count(s, "slow_update", _calls(e.call, e.reask))
+    s = replace(s, slow_updates={**s.slow_updates, e.epoch: e})
+    if e.action in ("placeholder", "force_accept") and e.skill_hash != s.current_hash:
+        # Written into the current skill only; its score is carried, never cached as measured.
+        s = replace(s, current_hash=e.skill_hash, current_origin=f"slow update (epoch {e.epoch})")
+    return s
+
+
+@on(ev.MetaSkillDone)
+def _meta_skill(s: TrainerState, e: ev.MetaSkillDone) -> TrainerState:
+    s = _count(s, "meta_skill", _calls(e.call, e.reask))
+    return replace(s, meta_skills={**s.meta_skills, e.epoch: e})
+
+
+@on(ev.UpdateGated)
+def _update_gated(s: TrainerState, e: ev.UpdateGated) -> TrainerState:
+    s = _cache(s, e.skill_hash, e)
+    if e.kind == "appendix":
+        return _with_progress(s, appendix_gate=e)
+    s = replace(s, slow_gates={**s.slow_gates, e.epoch: e})
+    origin = f"slow update (epoch {e.epoch})"
+    if e.action != "reject":
+        s = replace(s, current_hash=e.skill_hash, current_score=e.gate_score, current_origin=origin)
+    if e.gate_score > s.best_score:
+        s = replace(
+            s, best_hash=e.skill_hash, best_score=e.gate_score, best_step=e.step, best_origin=origin
+        )
+    return s
 
 
 @on(ev.FinalEvaluated)

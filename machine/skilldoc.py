@@ -109,3 +109,88 @@ def apply_edits(text: str, edits: list[Edit]) -> tuple[str, list[dict[str, objec
 def count_statuses(report: list[dict[str, object]]) -> tuple[int, int]:
     applied = sum(1 for row in report if str(row["status"]).startswith("applied"))
     return applied, len(report) - applied
+
+
+# -- machine-owned regions ---------------------------------------------------------------------
+
+APPENDIX_HEADING = "## Execution Notes Appendix"
+
+
+def strip_region(text: str, start: str, end: str) -> str:
+    """The text without any start..end region (markers included), blank runs collapsed."""
+    while (i := text.find(start)) != -1:
+        j = text.find(end, i)
+        stop = len(text) if j == -1 else j + len(end)
+        text = text[:i].rstrip() + ("\n\n" if text[stop:].strip() else "\n") + text[stop:].lstrip()
+    return text
+
+
+def region_body(text: str, start: str, end: str) -> str | None:
+    """The content of the first start..end region, or None when there is none."""
+    i = text.find(start)
+    if i == -1:
+        return None
+    j = text.find(end, i)
+    return text[i + len(start) : len(text) if j == -1 else j].strip()
+
+
+def with_slow_update(text: str, content: str) -> str:
+    """Replace every SLOW_UPDATE region by one at the end holding `content` (empty on epoch 1)."""
+    body = strip_region(text, SLOW_UPDATE_START, SLOW_UPDATE_END).rstrip()
+    inner = clean_content(content)
+    block = (
+        f"{SLOW_UPDATE_START}\n{inner}\n{SLOW_UPDATE_END}"
+        if inner
+        else (f"{SLOW_UPDATE_START}\n{SLOW_UPDATE_END}")
+    )
+    return f"{body}\n\n{block}\n"
+
+
+def note_key(note: str) -> str:
+    """Notes are the same when they differ only in case, spacing or trailing punctuation."""
+    return " ".join(note.lower().split()).rstrip(".!;:, ")
+
+
+def appendix_notes(text: str) -> list[str]:
+    body = region_body(text, APPENDIX_START, APPENDIX_END) or ""
+    return [ln[2:].strip() for ln in body.splitlines() if ln.startswith("- ") and ln[2:].strip()]
+
+
+def with_appendix(text: str, notes: list[str]) -> str:
+    """The text with its APPENDIX region holding exactly `notes` (created at the end if absent)."""
+    lines = "\n".join(f"- {clean_content(n)}" for n in notes if clean_content(n))
+    block = (
+        f"{APPENDIX_START}\n{APPENDIX_HEADING}\n" + (f"{lines}\n" if lines else "") + APPENDIX_END
+    )
+    i = text.find(APPENDIX_START)
+    if i == -1:
+        return f"{text.rstrip()}\n\n{block}\n"
+    j = text.find(APPENDIX_END, i)
+    stop = len(text) if j == -1 else j + len(APPENDIX_END)
+    return text[:i] + block + text[stop:]
+
+
+def add_notes(text: str, notes: list[str]) -> tuple[str, list[str], int]:
+    """Append notes to the appendix with normalised de-duplication: (text, added, duplicates)."""
+    existing = appendix_notes(text)
+    seen = {note_key(n) for n in existing}
+    added: list[str] = []
+    for note in notes:
+        key = note_key(note)
+        if key and key not in seen:
+            seen.add(key)
+            added.append(clean_content(note))
+    if not added:
+        return text, [], len(notes)
+    return with_appendix(text, existing + added), added, len(notes) - len(added)
+
+
+def restore_protected(parent: str, rewritten: str) -> str:
+    """A rewrite owns the body only: the parent's protected regions come back as they were."""
+    body = rewritten
+    for start, end in _REGIONS:
+        body = strip_region(body, start, end)
+    body = clean_content(body)
+    blocks = [parent[a:b] for a, b in protected_spans(parent)]
+    tail = "".join(f"\n\n{b}" for b in blocks)
+    return f"{body}{tail}\n"

@@ -8,6 +8,7 @@ from typing import Any
 
 from machine.config import SkilloptConfig
 from machine.events import (
+    AppendixFlushed,
     BaselineEvaluated,
     BudgetExhausted,
     CandidateBuilt,
@@ -17,12 +18,16 @@ from machine.events import (
     EpochPlanned,
     FinalEvaluated,
     GateDecided,
+    MetaSkillDone,
     PatchesMerged,
     ReflectionPlanned,
     ReflectionProposed,
+    ReviewPlanned,
     RunCompleted,
+    SlowUpdateDone,
     StageFailed,
     StepSkipped,
+    UpdateGated,
 )
 
 # (phase, step, skill_hash): train rollouts are keyed by step, selection/test ones by skill.
@@ -79,6 +84,8 @@ class StepProgress:
     evaluated: CandidateEvaluated | None = None
     decided: GateDecided | None = None
     skipped: StepSkipped | None = None
+    appendix: AppendixFlushed | None = None
+    appendix_gate: UpdateGated | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +151,11 @@ class TrainerState:
     budget_set: bool = False  # budget.set overrides the config's limits
     budget_usd: float | None = None
     budget_tokens: int | None = None
+    epoch_end_hashes: Mapping[int, str] = field(default_factory=dict)  # current at epoch end
+    reviews: Mapping[int, ReviewPlanned] = field(default_factory=dict)
+    slow_updates: Mapping[int, SlowUpdateDone] = field(default_factory=dict)
+    slow_gates: Mapping[int, UpdateGated] = field(default_factory=dict)
+    meta_skills: Mapping[int, MetaSkillDone] = field(default_factory=dict)
     # stage -> (calls, input tokens, output tokens, cached input tokens)
     tokens: Mapping[str, tuple[int, int, int, int]] = field(default_factory=dict)
 
@@ -166,6 +178,12 @@ class TrainerState:
     def epoch_of(self, step: int) -> int:
         assert self.dataset is not None
         return (step - 1) // self.dataset.steps_per_epoch + 1
+
+    def meta_skill_hash(self, epoch: int) -> str:
+        """The optimizer meta skill active during `epoch`: the one written at the end of the
+        epoch before it ("" when none)."""
+        done = self.meta_skills.get(epoch - 1)
+        return done.content_hash if done is not None and done.action == "write" else ""
 
     def scored(self, key: RolloutKey) -> Mapping[str, ItemScore]:
         return self.rollouts.get(key, {})

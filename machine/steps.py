@@ -7,7 +7,33 @@ from machine.scoring import decide_gate
 from machine.state import TrainerState
 
 
-def step_completion(state: TrainerState) -> StepCompleted:
+def _with_appendix(
+    state: TrainerState, current: tuple[str, float], best: tuple[str, float, int]
+) -> tuple[tuple[str, float], tuple[str, float, int]]:
+    """An appendix flush changes the post-verdict current skill: directly (its score carried) or,
+    when gated, only if its own verdict accepts it."""
+    p = state.progress
+    a = p.appendix if p is not None else None
+    if p is None or a is None or a.skill_hash == a.parent_hash:
+        return current, best
+    if not a.gated:
+        return (a.skill_hash, current[1]), best
+    g = p.appendix_gate
+    assert g is not None, "a gated appendix flush has no verdict yet"
+    if g.action != "reject":
+        current = (a.skill_hash, g.gate_score)
+    if g.gate_score > best[1]:
+        best = (a.skill_hash, g.gate_score, p.step)
+    return current, best
+
+
+def post_verdict(state: TrainerState) -> tuple[str, float, float]:
+    """(current hash, current score, best score) after the step's verdict, before any flush."""
+    done = step_completion(state, appendix=False)
+    return done.current_hash, done.current_score, done.best_score
+
+
+def step_completion(state: TrainerState, appendix: bool = True) -> StepCompleted:
     """The step.completed that follows the step's gate.decided or step.skipped."""
     p = state.progress
     assert p is not None and (p.decided or p.skipped), "the step has no verdict yet"
@@ -24,6 +50,8 @@ def step_completion(state: TrainerState) -> StepCompleted:
     else:
         assert p.skipped is not None
         action = f"skip_{p.skipped.reason}"
+    if appendix:
+        current, best = _with_appendix(state, current, best)
     return StepCompleted(
         step=p.step,
         epoch=p.epoch,
@@ -34,3 +62,12 @@ def step_completion(state: TrainerState) -> StepCompleted:
         best_score=best[1],
         best_step=best[2],
     )
+
+
+def gate_baseline(state: TrainerState, kind: str) -> tuple[float, float]:
+    """(current, best) scores a gated slow-update or appendix skill is compared with: for an
+    appendix, the ones after the step's own verdict."""
+    if kind == "appendix":
+        _, current, best = post_verdict(state)
+        return current, best
+    return state.current_score, state.best_score

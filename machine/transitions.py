@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from machine.review import pending as review_pending
 from machine.schedule import edit_budget
 from machine.state import StepProgress, TrainerState, eval_key, train_key, unit_key
 
@@ -95,6 +96,44 @@ class CompleteStep(Command):
 
 
 @dataclass(frozen=True)
+class FlushAppendix(Command):
+    step: int
+
+
+@dataclass(frozen=True)
+class GateUpdate(Command):
+    """Evaluate (pending selection items) and gate a slow-update or appendix skill."""
+
+    kind: str
+    step: int
+    epoch: int
+    skill_hash: str
+    pending: tuple[str, ...]
+    cache_hit: bool
+
+
+@dataclass(frozen=True)
+class PlanReview(Command):
+    epoch: int
+
+
+@dataclass(frozen=True)
+class ReviewRollout(Command):
+    epoch: int
+    pending: tuple[tuple[str, str], ...]  # (skill hash, train item id)
+
+
+@dataclass(frozen=True)
+class SlowUpdate(Command):
+    epoch: int
+
+
+@dataclass(frozen=True)
+class MetaSkill(Command):
+    epoch: int
+
+
+@dataclass(frozen=True)
 class CompleteEpoch(Command):
     epoch: int
 
@@ -133,6 +172,12 @@ STAGE_NAMES: dict[type[Command], str] = {
     EvaluateCandidate: "evaluate",
     Gate: "gate",
     CompleteStep: "step_end",
+    FlushAppendix: "appendix",
+    GateUpdate: "gate_update",
+    PlanReview: "review_plan",
+    ReviewRollout: "review",
+    SlowUpdate: "slow_update",
+    MetaSkill: "meta_skill",
     CompleteEpoch: "epoch_end",
     FinalSelection: "final_selection",
     FinalTest: "final_test",
@@ -158,19 +203,20 @@ def next_command(state: TrainerState) -> Command | None:
         step = state.steps_completed + 1
         epoch = state.epoch_of(step)
         if state.epochs_completed < epoch - 1:
-            return CompleteEpoch(epoch - 1)
+            return _epoch_end(state, epoch - 1)
         if epoch not in state.plans or state.progress is None:
             return PlanEpoch(epoch)
         return _step_command(state, state.progress)
     if state.epochs_completed < state.cfg.train.num_epochs:
-        return CompleteEpoch(state.cfg.train.num_epochs)
+        return _epoch_end(state, state.cfg.train.num_epochs)
     return _final_command(state)
 
 
 def _step_command(state: TrainerState, p: StepProgress) -> Command:
     if p.decided is not None or p.skipped is not None:
-        return CompleteStep(p.step)
-    if p.selected is None and next_budget(state) == 0:
+        return _step_end(state, p)
+    o = state.cfg.optimizer
+    if p.selected is None and o.control == "fixed" and next_budget(state) == 0:
         return SkipStep(p.step, "zero_budget")  # known before any rollout: spend nothing
     scored = state.scored(train_key(p.step))
     pending = tuple(
@@ -186,18 +232,20 @@ def _step_command(state: TrainerState, p: StepProgress) -> Command:
     waiting = tuple(m.id for m in p.reflection.minibatches if m.id not in p.proposals)
     if waiting:
         return Reflect(p.step, waiting)
-    if not any(prop.edits for prop in p.proposals.values()):
+    if not any(proposed(prop) for prop in p.proposals.values()):
         return SkipStep(p.step, "no_patches")
     if p.merged is None:
         return Merge(p.step)
-    if not p.merged.edits:
+    if not proposed(p.merged):
         return SkipStep(p.step, "no_patches")
-    if p.selected is None:
+    full = o.skill_update_mode == "full_rewrite_minibatch"
+    if p.selected is None and not full:
         return Select(p.step)
     if p.candidate is None:
         return Update(p.step)
     if p.candidate.candidate_hash == p.candidate.parent_hash:
-        return SkipStep(p.step, "nothing_applied")
+        failed = p.candidate.rewrite is not None and not p.candidate.rewrite.ok
+        return SkipStep(p.step, "no_rewrite" if failed else "nothing_applied")
     if p.evaluated is None:
         cand = p.candidate.candidate_hash
         if cand in state.selection_cache:
@@ -205,6 +253,71 @@ def _step_command(state: TrainerState, p: StepProgress) -> Command:
         pending_sel = _pending(state, "selection", cand, state.dataset.selection)  # type: ignore[union-attr]
         return EvaluateCandidate(p.step, cand, pending_sel, cache_hit=False)
     return Gate(p.step)
+
+
+def proposed(x: object) -> bool:
+    """Whether a reflection or merge result carries anything to apply, whatever the mode."""
+    return bool(
+        getattr(x, "edits", None)
+        or getattr(x, "suggestions", None)
+        or getattr(x, "skill_candidates", None)
+    )
+
+
+def appendix_notes_due(state: TrainerState, p: StepProgress) -> list[str]:
+    """The step's execution-lapse notes to flush (skill-aware reflection), in minibatch order."""
+    o = state.cfg.optimizer
+    if not o.use_skill_aware_reflection or p.reflection is None:
+        return []
+    notes: list[str] = []
+    for mb in p.reflection.minibatches:
+        prop = p.proposals.get(mb.id)
+        if prop is None or (
+            o.skill_aware_appendix_source == "failure_only" and prop.source_type != "failure"
+        ):
+            continue
+        notes.extend(prop.appendix_notes)
+    return notes
+
+
+def _gate_update(state: TrainerState, kind: str, step: int, epoch: int, skill: str) -> Command:
+    if skill in state.selection_cache:
+        return GateUpdate(kind, step, epoch, skill, (), cache_hit=True)
+    pending = _pending(state, "selection", skill, state.dataset.selection)  # type: ignore[union-attr]
+    return GateUpdate(kind, step, epoch, skill, pending, cache_hit=False)
+
+
+def _step_end(state: TrainerState, p: StepProgress) -> Command:
+    """After the verdict (or skip): the appendix flush, its gate, then the step's completion."""
+    if p.appendix is None and appendix_notes_due(state, p):
+        return FlushAppendix(p.step)
+    a = p.appendix
+    if a is not None and a.gated and a.skill_hash != a.parent_hash and p.appendix_gate is None:
+        return _gate_update(state, "appendix", p.step, p.epoch, a.skill_hash)
+    return CompleteStep(p.step)
+
+
+def _epoch_end(state: TrainerState, epoch: int) -> Command:
+    """The epoch boundary: compare with the previous epoch, slow update (and its gate), meta
+    skill, then epoch.completed."""
+    o = state.cfg.optimizer
+    if epoch >= 2 and (o.use_slow_update or o.use_meta_skill):
+        plan = state.reviews.get(epoch)
+        if plan is None:
+            return PlanReview(epoch)
+        waiting = review_pending(state, plan)
+        if waiting:
+            return ReviewRollout(epoch, waiting)
+    if o.use_slow_update:
+        done = state.slow_updates.get(epoch)
+        if done is None:
+            return SlowUpdate(epoch)
+        if done.action == "gate" and epoch not in state.slow_gates:
+            last = epoch * state.dataset.steps_per_epoch  # type: ignore[union-attr]
+            return _gate_update(state, "slow_update", last, epoch, done.skill_hash)
+    if o.use_meta_skill and epoch >= 2 and epoch not in state.meta_skills:
+        return MetaSkill(epoch)
+    return CompleteEpoch(epoch)
 
 
 def next_budget(state: TrainerState) -> int:

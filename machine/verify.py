@@ -12,28 +12,33 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from machine import asks, review
 from machine import events as ev
 from machine import transitions as tr
 from machine.budget import exhausted, limits, spent
+from machine.candidates import clamp_budget, rewrite_outcome
 from machine.canonical import sha256_text
 from machine.config import validate_config
+from machine.edits import SkillCandidate
 from machine.fork import changes, fork_problems
-from machine.merge import default_source, merge_plan
+from machine.merge import default_source, merge_plan, payload, payload_field
 from machine.plans import epoch_seed, plan_epoch, plan_minibatches, reflection_seed, steps_per_epoch
-from machine.prompts import (
-    merge_user_message,
-    ranking_user_message,
-    reask_message,
-    reflection_user_message,
-    trajectory_block,
-)
+from machine.prompts import reask_message
 from machine.reducer import apply
-from machine.replies import ReplyError, parse_merge, parse_ranking, parse_reflection
+from machine.replies import CandidateText, ReplyError, candidate_of
 from machine.schedule import edit_budget
 from machine.scoring import aggregate, buckets, decide_gate, gate_score, is_failure
-from machine.skilldoc import apply_edits, count_statuses
+from machine.skilldoc import (
+    add_notes,
+    appendix_notes,
+    apply_edits,
+    count_statuses,
+    restore_protected,
+    with_appendix,
+    with_slow_update,
+)
 from machine.state import TrainerState, eval_key, unit_key
-from machine.steps import step_completion
+from machine.steps import gate_baseline, post_verdict, step_completion
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,12 @@ ALLOWED: dict[type[tr.Command], tuple[type[ev.Event], ...]] = {
     tr.EvaluateCandidate: (ev.RolloutScored, ev.CandidateEvaluated),
     tr.Gate: (ev.GateDecided,),
     tr.CompleteStep: (ev.StepCompleted,),
+    tr.FlushAppendix: (ev.AppendixFlushed, ev.StepCompleted),
+    tr.GateUpdate: (ev.RolloutScored, ev.UpdateGated),
+    tr.PlanReview: (ev.ReviewPlanned,),
+    tr.ReviewRollout: (ev.RolloutScored,),
+    tr.SlowUpdate: (ev.SlowUpdateDone,),
+    tr.MetaSkill: (ev.MetaSkillDone,),
     tr.CompleteEpoch: (ev.EpochCompleted,),
     tr.FinalSelection: (ev.RolloutScored, ev.FinalEvaluated),
     tr.FinalTest: (ev.RolloutScored, ev.FinalEvaluated),
@@ -89,6 +100,7 @@ _EVAL_PHASE = {
     tr.EvaluateCandidate: "selection",
     tr.FinalSelection: "selection",
     tr.FinalTest: "test",
+    tr.GateUpdate: "selection",
 }
 
 
@@ -144,6 +156,18 @@ def conforms(state: TrainerState, e: ev.Event) -> None:
         case tr.EvaluateCandidate(), ev.CandidateEvaluated():
             _same("evaluated skill", e.skill_hash, cmd.skill_hash)
             _same("cache hit", e.cache_hit, cmd.cache_hit)
+        case tr.GateUpdate(), ev.UpdateGated():
+            _same(
+                "gated skill",
+                (e.kind, e.epoch, e.skill_hash, e.cache_hit),
+                (cmd.kind, cmd.epoch, cmd.skill_hash, cmd.cache_hit),
+            )
+        case (
+            (tr.PlanReview(), ev.ReviewPlanned())
+            | (tr.SlowUpdate(), ev.SlowUpdateDone())
+            | (tr.MetaSkill(), ev.MetaSkillDone())
+        ):
+            _same("epoch", e.epoch, cmd.epoch)  # type: ignore[attr-defined]
         case tr.FinalSelection(), ev.FinalEvaluated():
             _same(
                 "final selection",
@@ -166,6 +190,11 @@ def _rollout_conforms(state: TrainerState, cmd: tr.Command, e: ev.RolloutScored)
         )
         if (e.batch, e.item_id) not in cmd.pending:
             raise Mismatch(f"train item {unit_key(e.batch, e.item_id)} is not pending")
+        return
+    if isinstance(cmd, tr.ReviewRollout):
+        _same("rollout", (e.phase, e.step, e.batch), ("review", 0, 0))
+        if (e.skill_hash, e.item_id) not in cmd.pending:
+            raise Mismatch(f"review item {e.item_id} of {e.skill_hash[:12]} is not pending")
         return
     phase = _EVAL_PHASE[type(cmd)]
     step = cmd.step if isinstance(cmd, tr.EvaluateCandidate) else 0
@@ -325,59 +354,68 @@ def _asked(
     return value, ""
 
 
+def _texts(texts: Texts) -> Callable[[str], str]:
+    return lambda h: _blob(texts, h, "blob")
+
+
+def _sent(
+    s: TrainerState, texts: Texts, a: asks.Ask, call: Any, reask: Any, what: str
+) -> tuple[Any, str]:
+    return _asked(s, texts, call, reask, a.purpose, a.user, a.parse, what)
+
+
+def _candidates(found: list[CandidateText]) -> list[SkillCandidate]:
+    return [candidate_of(c, sha256_text(c.new_skill)) for c in found]
+
+
 def _proposed(s: TrainerState, e: ev.ReflectionProposed, texts: Texts) -> str:
     p = s.progress
     assert p is not None and p.reflection is not None
     mb = next(m for m in p.reflection.minibatches if m.id == e.minibatch_id)
     _same("minibatch", (e.source_type, e.item_ids), (mb.source_type, mb.item_ids))
-    budget = s.cfg.optimizer.learning_rate
-    items = s.step_items(p.step)
-    rows = [items[i] for i in e.item_ids]
-    blocks = [
-        trajectory_block(
-            k, r.item_id, r.task_type, r.fail_reason, _blob(texts, r.trajectory_hash, "trajectory")
-        )
-        for k, r in enumerate(rows, start=1)
-    ]
-    skill = _blob(texts, p.parent_hash, "parent skill")
-    r, error = _asked(
-        s,
-        texts,
-        e.call,
-        e.reask,
-        "reflect",
-        reflection_user_message(skill, budget, blocks),
-        lambda text: parse_reflection(text, e.source_type, len(e.item_ids), budget),
-        "reflection",
+    a = asks.reflection(s, mb, _texts(texts))
+    r, error = _sent(s, texts, a, e.call, e.reask, "reflection")
+    recorded = (
+        e.ok,
+        e.error,
+        e.reasoning,
+        e.edits,
+        e.truncated,
+        e.failure_summary,
+        e.success_patterns,
+        e.suggestions,
+        e.skill_candidates,
+        e.appendix_notes,
     )
     if r is None:
-        _same(
-            "unusable reply",
-            (
-                e.ok,
-                e.error,
-                e.edits,
-                e.reasoning,
-                e.truncated,
-                e.failure_summary,
-                e.success_patterns,
-            ),
-            (False, error, [], "", 0, [], []),
-        )
+        _same("unusable reply", recorded, (False, error, "", [], 0, [], [], [], [], []))
         return "replies"
-    _same(
-        "parsed reply",
-        (e.ok, e.error, e.reasoning, e.edits, e.truncated, e.failure_summary, e.success_patterns),
-        (True, "", r.reasoning, r.edits, r.truncated, r.failure_summary, r.success_patterns),
+    derived = (
+        True,
+        "",
+        r.reasoning,
+        r.edits,
+        r.truncated,
+        r.failure_summary,
+        r.success_patterns,
+        r.suggestions,
+        _candidates(r.candidates),
+        r.appendix_notes,
     )
+    _same("parsed reply", recorded, derived)
+    for c in e.skill_candidates:
+        _blob(texts, c.skill_hash, "candidate skill")
     return "replies"
 
 
 def _merged(s: TrainerState, e: ev.PatchesMerged, texts: Texts) -> str:
     p = s.progress
     assert p is not None and p.reflection is not None
-    ordered = [p.proposals[m.id] for m in p.reflection.minibatches if p.proposals[m.id].edits]
-    edits = {x.minibatch_id: list(x.edits) for x in ordered}
+    mode = s.cfg.optimizer.skill_update_mode
+    key = payload_field(mode)
+    ordered = [p.proposals[m.id] for m in p.reflection.minibatches]
+    ordered = [x for x in ordered if payload(x, mode)]
+    results = {x.minibatch_id: payload(x, mode) for x in ordered}
     calls, root = merge_plan(
         [x.minibatch_id for x in ordered if x.source_type == "failure"],
         [x.minibatch_id for x in ordered if x.source_type == "success"],
@@ -388,72 +426,86 @@ def _merged(s: TrainerState, e: ev.PatchesMerged, texts: Texts) -> str:
         [(n.id, n.level, n.group, n.inputs) for n in e.nodes],
         [(c.id, c.level, c.group, list(c.inputs)) for c in calls],
     )
-    skill = _blob(texts, p.parent_hash, "parent skill")
     for node, call in zip(e.nodes, calls, strict=True):
         if node.call is None:
             raise Mismatch(f"merge node {node.id} has no recorded call")
-        patches = [edits[i] for i in call.inputs]
-        derived, error = _asked(
-            s,
-            texts,
-            node.call,
-            node.reask,
-            "merge",
-            merge_user_message(skill, call.group, patches),
-            lambda text, g=call.group: parse_merge(text, default_source(g))[1],
-            f"merge node {node.id}",
-        )
+        patches = [results[i] for i in call.inputs]
+        a = asks.merge_node(s, call.group, default_source(call.group), patches, _texts(texts))
+        derived, error = _sent(s, texts, a, node.call, node.reask, f"merge node {node.id}")
+        got = payload(node, mode)
         if derived is None:
             concat = [x for patch in patches for x in patch]
             _same(
                 f"merge node {node.id}",
-                (node.ok, node.error, node.fallback, node.edits),
+                (node.ok, node.error, node.fallback, got),
                 (False, error, "concatenate", concat),
             )
         else:
+            derived = _candidates(derived) if key == "skill_candidates" else derived
             _same(
                 f"merge node {node.id}",
-                (node.ok, node.error, node.fallback, node.edits),
+                (node.ok, node.error, node.fallback, got),
                 (True, "", "", derived),
             )
-        edits[node.id] = list(node.edits)
-    _same("merged patch", (e.root, e.edits), (root, edits[root]))
+        results[node.id] = got
+    _same("merged patch", (e.root, payload(e, mode)), (root, results[root]))
     return "merges"
+
+
+def _budget(s: TrainerState, e: ev.EditsSelected, pool: list[Any], texts: Texts) -> int:
+    o = s.cfg.optimizer
+    _same("budget control", e.control, o.control)
+    if o.control == "none":
+        _same("no budget", (e.budget, e.schedule_t, e.decision), (len(pool), s.budget_t, None))
+        return e.budget
+    if o.control == "fixed":
+        _same(
+            "schedule",
+            (e.scheduler, e.schedule_t, e.schedule_total, e.decision),
+            (o.lr_scheduler, s.budget_t + 1, s.total_steps, None),
+        )
+        budget = edit_budget(
+            o.lr_scheduler, o.learning_rate, o.min_learning_rate, e.schedule_t, s.total_steps
+        )
+        _same("budget", e.budget, budget)
+        return budget
+    d = e.decision
+    if d is None:
+        raise Mismatch("autonomous edit budget without a recorded decision")
+    _same("schedule counter", e.schedule_t, s.budget_t)
+    reply, error = _sent(
+        s, texts, asks.budget(s, pool, _texts(texts)), d.call, d.reask, "budget decision"
+    )
+    fields = (d.ok, d.error, d.fallback, d.requested, d.reasoning, d.confidence, d.risk_notes)
+    if reply is None:
+        _same(
+            "unusable budget decision",
+            (*fields, e.budget),
+            (False, error, "zero", None, "", "", [], 0),
+        )
+        return 0
+    derived = (True, "", "", reply.requested, reply.reasoning, reply.confidence, reply.risk_notes)
+    _same("budget decision", fields, derived)
+    _same("budget", e.budget, clamp_budget(reply.requested, len(pool)))
+    return e.budget
 
 
 def _selected(s: TrainerState, e: ev.EditsSelected, texts: Texts) -> str:
     p = s.progress
     assert p is not None and p.merged is not None
-    o = s.cfg.optimizer
-    _same(
-        "schedule",
-        (e.scheduler, e.schedule_t, e.schedule_total),
-        (o.lr_scheduler, s.budget_t + 1, s.total_steps),
-    )
-    budget = edit_budget(
-        o.lr_scheduler, o.learning_rate, o.min_learning_rate, e.schedule_t, s.total_steps
-    )
-    _same("budget", e.budget, budget)
-    merged = list(p.merged.edits)
-    _same("n_merged", e.n_merged, len(merged))
-    if budget == 0 or len(merged) <= budget:
-        kept = [] if budget == 0 else list(range(len(merged)))
+    mode = s.cfg.optimizer.skill_update_mode
+    pool = payload(p.merged, mode)
+    _same("n_merged", e.n_merged, len(pool))
+    budget = _budget(s, e, pool, texts)
+    if budget == 0 or len(pool) <= budget:
+        kept = [] if budget == 0 else list(range(len(pool)))
         _same("selection without ranking", (e.kept_indices, e.ranking), (kept, None))
     else:
         rk = e.ranking
         if rk is None:
-            raise Mismatch(f"{len(merged)} edits over a budget of {budget} but no ranking call")
-        skill = _blob(texts, p.parent_hash, "parent skill")
-        r, error = _asked(
-            s,
-            texts,
-            rk.call,
-            rk.reask,
-            "rank",
-            ranking_user_message(skill, merged, budget),
-            lambda text: parse_ranking(text, len(merged), budget),
-            "ranking",
-        )
+            raise Mismatch(f"{len(pool)} over a budget of {budget} but no ranking call")
+        a = asks.ranking(s, pool, budget, _texts(texts))
+        r, error = _sent(s, texts, a, rk.call, rk.reask, "ranking")
         labels = (
             rk.ok,
             rk.error,
@@ -474,16 +526,41 @@ def _selected(s: TrainerState, e: ev.EditsSelected, texts: Texts) -> str:
                 (True, "", "", r.reasoning, r.raw_indices, r.invalid, r.beyond_budget),
             )
         _same("kept indices", e.kept_indices, kept)
-    _same("dropped indices", e.dropped_indices, [i for i in range(len(merged)) if i not in kept])
-    _same("selected edits", e.edits, [merged[i] for i in kept])
+    _same("dropped indices", e.dropped_indices, [i for i in range(len(pool)) if i not in kept])
+    chosen = [pool[i] for i in kept]
+    rewrite = mode == "rewrite_from_suggestions"
+    _same(
+        "selected", (e.edits, e.suggestions), ([] if rewrite else chosen, chosen if rewrite else [])
+    )
     return "budgets"
 
 
 def _built(s: TrainerState, e: ev.CandidateBuilt, texts: Texts) -> str:
     p = s.progress
-    assert p is not None and p.selected is not None
+    assert p is not None
     _same("parent", e.parent_hash, p.parent_hash)
-    text, report = apply_edits(_blob(texts, e.parent_hash, "parent skill"), list(p.selected.edits))
+    mode = s.cfg.optimizer.skill_update_mode
+    _same("update mode", e.mode, mode)
+    parent = _blob(texts, e.parent_hash, "parent skill")
+    report: list[dict[str, object]] = []
+    rewrite = None
+    if mode == "patch":
+        assert p.selected is not None
+        text, report = apply_edits(parent, list(p.selected.edits))
+    elif mode == "rewrite_from_suggestions":
+        assert p.selected is not None
+        rec = e.rewrite
+        if rec is None:
+            raise Mismatch("a rewrite candidate without its rewrite call")
+        a = asks.rewrite(s, list(p.selected.suggestions), _texts(texts))
+        reply, error = _sent(s, texts, a, rec.call, rec.reask, "rewrite")
+        rewrite, text = rewrite_outcome(reply, error, parent, rec.call, rec.reask)
+    else:
+        assert p.merged is not None
+        text = restore_protected(
+            parent, _blob(texts, p.merged.skill_candidates[0].skill_hash, "candidate")
+        )
+    _same("rewrite", e.rewrite, rewrite)
     _same("candidate hash", e.candidate_hash, sha256_text(text))
     _same("apply report", [r.model_dump() for r in e.report], report)
     _same("applied/skipped", (e.n_applied, e.n_skipped), count_statuses(report))
@@ -612,6 +689,151 @@ def _settings(s: TrainerState, e: ev.SettingsChanged, texts: Texts) -> str:
     return "forks"
 
 
+def _flushed(s: TrainerState, e: ev.AppendixFlushed, texts: Texts) -> str:
+    p = s.progress
+    assert p is not None
+    o = s.cfg.optimizer
+    parent, _, _ = post_verdict(s)
+    notes = tr.appendix_notes_due(s, p)
+    _same(
+        "appendix inputs",
+        (e.epoch, e.parent_hash, e.notes, e.gated),
+        (p.epoch, parent, notes, o.appendix_gated),
+    )
+    text, added, duplicates = add_notes(_blob(texts, parent, "parent skill"), notes)
+    _same("appendix notes", (e.added, e.duplicates), (added, duplicates))
+    total = appendix_notes(text)
+    due = (
+        bool(added)
+        and bool(o.skill_aware_consolidate_threshold)
+        and len(total) > o.skill_aware_consolidate_threshold
+    )
+    c = e.consolidation
+    if due != (c is not None):
+        raise Mismatch(f"consolidation {'missing' if due else 'without cause'}")
+    if c is not None:
+        compacted, error = _sent(
+            s, texts, asks.consolidation(total), c.call, c.reask, "consolidation"
+        )
+        kept = bool(compacted) and len(compacted or []) < len(total)
+        _same(
+            "consolidation",
+            (c.ok, c.error, c.kept, c.before, c.notes),
+            (compacted is not None, error, kept, len(total), compacted or []),
+        )
+        if kept:
+            text = with_appendix(text, compacted)
+            total = appendix_notes(text)
+    _same("appendix result", (e.skill_hash, e.total), (sha256_text(text), len(total)))
+    _blob(texts, e.skill_hash, "appendix skill")
+    return "appendix"
+
+
+def _review_planned(s: TrainerState, e: ev.ReviewPlanned, texts: Texts) -> str:
+    assert s.dataset is not None
+    o = s.cfg.optimizer
+    target = min(o.slow_update_samples, len(s.dataset.train))
+    seed, sample, scan = review.plan_review(
+        s.dataset.train, s.cfg.train.seed, e.epoch, target, o.longitudinal_pair_policy
+    )
+    _same(
+        "review plan",
+        (e.prev_hash, e.curr_hash, e.policy, e.target, e.seed, e.sample, e.scan),
+        (
+            s.epoch_end_hashes.get(e.epoch - 1),
+            s.current_hash,
+            o.longitudinal_pair_policy,
+            target,
+            seed,
+            sample,
+            scan,
+        ),
+    )
+    return "plans"
+
+
+def _slow_done(s: TrainerState, e: ev.SlowUpdateDone, texts: Texts) -> str:
+    _same("slow update parent", e.parent_hash, s.current_hash)
+    parent = _blob(texts, e.parent_hash, "parent skill")
+    if e.epoch == 1:
+        _same(
+            "placeholder",
+            (e.action, e.skill_hash, e.call),
+            ("placeholder", sha256_text(with_slow_update(parent, "")), None),
+        )
+        return "epoch_memory"
+    plan = s.reviews[e.epoch]
+    pairs = review.pairs(s, plan)
+    _same("comparison pairs", e.pairs, pairs)
+    if e.call is None:
+        raise Mismatch("slow update without its call")
+    reply, error = _sent(
+        s, texts, asks.slow_update(s, plan, pairs, _texts(texts)), e.call, e.reask, "slow update"
+    )
+    if reply is None:
+        _same(
+            "failed slow update",
+            (e.action, e.error, e.skill_hash),
+            ("failed", error, e.parent_hash),
+        )
+        return "epoch_memory"
+    reasoning, content = reply
+    if not content:
+        _same(
+            "empty slow update",
+            (e.action, e.reasoning, e.skill_hash),
+            ("no_content", reasoning, e.parent_hash),
+        )
+        return "epoch_memory"
+    skill_hash = sha256_text(with_slow_update(parent, content))
+    gated = s.cfg.optimizer.slow_update_gate_with_selection and skill_hash != e.parent_hash
+    _same(
+        "slow update",
+        (e.action, e.reasoning, e.content_hash, e.skill_hash),
+        ("gate" if gated else "force_accept", reasoning, sha256_text(content), skill_hash),
+    )
+    _blob(texts, e.skill_hash, "slow update skill")
+    return "epoch_memory"
+
+
+def _meta_done(s: TrainerState, e: ev.MetaSkillDone, texts: Texts) -> str:
+    plan = s.reviews[e.epoch]
+    pairs = review.pairs(s, plan)
+    _same("comparison pairs", e.pairs, pairs)
+    reply, error = _sent(
+        s, texts, asks.meta_skill(s, plan, pairs, _texts(texts)), e.call, e.reask, "meta skill"
+    )
+    if reply is None:
+        _same("failed meta skill", (e.action, e.error), ("failed", error))
+        return "epoch_memory"
+    reasoning, content = reply
+    derived = ("write", sha256_text(content)) if content else ("no_content", "")
+    _same(
+        "meta skill", (e.action, e.reasoning, e.content_hash), (derived[0], reasoning, derived[1])
+    )
+    if content:
+        _blob(texts, e.content_hash, "meta skill")
+    return "epoch_memory"
+
+
+def _update_gated(s: TrainerState, e: ev.UpdateGated, texts: Texts) -> str:
+    assert s.dataset is not None
+    if e.cache_hit:
+        cached = s.selection_cache[e.skill_hash]
+        _same(
+            "cached score",
+            (e.hard, e.soft, e.n, e.gate_score),
+            (cached.hard, cached.soft, cached.n, cached.gate_score),
+        )
+    else:
+        _check_scores(s, e, "selection", s.dataset.selection)
+    current, best = gate_baseline(s, e.kind)
+    _same("gate inputs", (e.current_score, e.best_score), (current, best))
+    verdict = decide_gate(e.gate_score, current, best, s.cfg.evaluation.use_gate)
+    _same("gate verdict", (e.action, e.rule), (verdict.action, verdict.rule))
+    return "gate_verdicts"
+
+
 Check = Callable[[TrainerState, Any, Texts], str]
 CHECKS: dict[type[ev.Event], Check] = {
     ev.RunCreated: _run_created,
@@ -632,6 +854,11 @@ CHECKS: dict[type[ev.Event], Check] = {
     ev.FinalEvaluated: _final,
     ev.RunCompleted: _run_completed,
     ev.SettingsChanged: _settings,
+    ev.AppendixFlushed: _flushed,
+    ev.ReviewPlanned: _review_planned,
+    ev.SlowUpdateDone: _slow_done,
+    ev.MetaSkillDone: _meta_done,
+    ev.UpdateGated: _update_gated,
 }
 
 

@@ -96,7 +96,8 @@ def report_data(state: TrainerState) -> dict[str, Any]:
             "total_steps": data.total_steps,
         },
         "baseline": _score(state.baseline),
-        "steps": [asdict(r) for r in state.records],
+        "steps": [{**asdict(r), **step_mechanisms(state, r.step)} for r in state.records],
+        "epochs": epoch_boundaries(state),
         "final": {
             "done": state.completed is not None,
             "initial_skill_hash": state.initial_hash,
@@ -129,6 +130,98 @@ def report_data(state: TrainerState) -> dict[str, Any]:
     }
 
 
+def step_mechanisms(state: TrainerState, step: int) -> dict[str, Any]:
+    """What the issue-3 mechanisms did in a finished step (None where they did not act)."""
+    p = state.details.get(step)
+    sel = p.selected if p else None
+    cand = p.candidate if p else None
+    d = sel.decision if sel else None
+    a = p.appendix if p else None
+    g = p.appendix_gate if p else None
+    c = a.consolidation if a else None
+    return {
+        "update_mode": cand.mode if cand else None,
+        "budget_control": sel.control if sel else None,
+        "budget_decision": None
+        if d is None
+        else {
+            "ok": d.ok,
+            "requested": d.requested,
+            "budget": sel.budget,  # type: ignore[union-attr]
+            "confidence": d.confidence,
+            "reasoning": d.reasoning,
+            "risk_notes": d.risk_notes,
+            "fallback": d.fallback,
+        },
+        "suggestions": [x.model_dump(mode="json") for x in sel.suggestions] if sel else [],
+        "rewrite": None
+        if cand is None or cand.rewrite is None
+        else {
+            "ok": cand.rewrite.ok,
+            "change_summary": cand.rewrite.change_summary,
+            "error": cand.rewrite.error,
+        },
+        "appendix": None
+        if a is None
+        else {
+            "added": a.added,
+            "duplicates": a.duplicates,
+            "total": a.total,
+            "skill_hash": a.skill_hash,
+            "consolidated": None
+            if c is None
+            else {"kept": c.kept, "before": c.before, "after": len(c.notes)},
+            "gate": None
+            if g is None
+            else {"action": g.action, "score": g.gate_score, "rule": g.rule},
+        },
+    }
+
+
+def epoch_boundaries(state: TrainerState) -> list[dict[str, Any]]:
+    """The slow update, meta skill and their comparison, per finished epoch boundary."""
+    out = []
+    for epoch in sorted({*state.slow_updates, *state.meta_skills, *state.reviews}):
+        r, su, m = (
+            state.reviews.get(epoch),
+            state.slow_updates.get(epoch),
+            state.meta_skills.get(epoch),
+        )
+        g = state.slow_gates.get(epoch)
+        pairs = (su.pairs if su else None) or (m.pairs if m else [])
+        counts: dict[str, int] = {}
+        for pair in pairs:
+            counts[pair.category] = counts.get(pair.category, 0) + 1
+        out.append(
+            {
+                "epoch": epoch,
+                "review": None
+                if r is None
+                else {
+                    "policy": r.policy,
+                    "target": r.target,
+                    "prev": r.prev_hash,
+                    "curr": r.curr_hash,
+                },
+                "pairs": dict(sorted(counts.items())),
+                "slow_update": None
+                if su is None
+                else {
+                    "action": su.action,
+                    "skill_hash": su.skill_hash,
+                    "content_hash": su.content_hash,
+                    "gate": None
+                    if g is None
+                    else {"action": g.action, "score": g.gate_score, "rule": g.rule},
+                },
+                "meta_skill": None
+                if m is None
+                else {"action": m.action, "content_hash": m.content_hash},
+            }
+        )
+    return out
+
+
 def _f(x: float | None) -> str:
     return "–" if x is None else f"{x:.4f}"
 
@@ -159,6 +252,10 @@ def render_markdown(
         + ("" if ev_.get("use_gate", True) else " (gate OFF: every candidate force-accepted)")
         + f"; edit budget: {op_.get('lr_scheduler')} {op_.get('learning_rate')} -> "
         f"{op_.get('min_learning_rate')}",
+        f"- Update mode {op_.get('skill_update_mode', 'patch')}, edit budget control "
+        f"{op_.get('lr_control_mode', 'fixed')}; step buffer {_on(op_, 'use_step_buffer')}, "
+        f"slow update {_on(op_, 'use_slow_update')}, meta skill {_on(op_, 'use_meta_skill')}, "
+        f"skill-aware appendix {_on(op_, 'use_skill_aware_reflection')}",
         f"- Status: {'complete' if fin['done'] else 'in progress'}",
         "",
         "## Outcome",
@@ -213,7 +310,9 @@ def render_markdown(
                 f"{i}. `{edit['op']}`{where} ({edit['source_type']}): {_cell(edit['content'])} "
                 f"-> **{edit['status']}**"
             )
+        out += _mechanism_lines(s)
         out.append("")
+    out += _epoch_lines(report.get("epochs", []))
     if fin["test"]:
         out += _test_table(fin["test"])
     if report["tokens"]:
@@ -242,6 +341,62 @@ def render_markdown(
             "",
         ]
     return "\n".join(out)
+
+
+def _on(section: Mapping[str, Any], key: str) -> str:
+    return "on" if section.get(key, False) else "off"
+
+
+def _mechanism_lines(s: Mapping[str, Any]) -> list[str]:
+    out: list[str] = []
+    for i, x in enumerate(s.get("suggestions", []), start=1):
+        out.append(f"{i}. suggestion `{x['type']}` ({x['source_type']}): {_cell(x['instruction'])}")
+    d = s.get("budget_decision")
+    if d is not None:
+        why = (
+            f"{d['confidence']} confidence: {_cell(d['reasoning'], 60)}"
+            if d["ok"]
+            else "unusable reply, no edit"
+        )
+        out.append(
+            f"- Edit budget chosen by the optimizer: {d['requested']} -> {d['budget']} ({why})"
+        )
+    r = s.get("rewrite")
+    if r is not None:
+        text = "; ".join(r["change_summary"]) if r["ok"] else f"unusable ({r['error']})"
+        out.append(f"- Rewrite: {_cell(text)}")
+    a = s.get("appendix")
+    if a is not None:
+        line = f"- Appendix: +{len(a['added'])} note(s), {a['duplicates']} duplicate(s), {a['total']} in all"
+        c = a["consolidated"]
+        if c is not None:
+            line += f"; consolidated {c['before']} -> {c['after']} ({'kept' if c['kept'] else 'not kept'})"
+        if a["gate"] is not None:
+            line += f"; gate: {a['gate']['action']} ({a['gate']['rule']})"
+        out.append(line)
+    return out
+
+
+def _epoch_lines(epochs: list[Mapping[str, Any]]) -> list[str]:
+    if not epochs:
+        return []
+    out = [
+        "## Epoch boundaries",
+        "",
+        "| epoch | pairs | slow update | meta skill |",
+        "|---|---|---|---|",
+    ]
+    for e in epochs:
+        pairs = ", ".join(f"{k} {v}" for k, v in e["pairs"].items()) or "–"
+        su = e["slow_update"]
+        slow = (
+            "–"
+            if su is None
+            else su["action"] + (f" (gate: {su['gate']['action']})" if su["gate"] else "")
+        )
+        meta = "–" if e["meta_skill"] is None else e["meta_skill"]["action"]
+        out.append(f"| {e['epoch']} | {pairs} | {slow} | {meta} |")
+    return [*out, ""]
 
 
 def _test_table(tests: Mapping[str, Any]) -> list[str]:

@@ -20,7 +20,37 @@ from commands.cli import app
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "sim.yaml"
 
+
 # A small run: 2 epochs x 2 steps, enough for every stage and edge, a second or two offline.
+def sets(*pairs: str) -> list[str]:
+    return [x for pair in pairs for x in ("--set", pair)]
+
+
+# The epoch-boundary mechanisms, off: the plain step loop of the foundation.
+PLAIN = sets(
+    "optimizer.use_slow_update=false",
+    "optimizer.use_meta_skill=false",
+    "optimizer.use_step_buffer=false",
+)
+# Every issue-3 mechanism on, sized so each one fires in a two-epoch run of a few steps.
+ALL_MECHANISMS = sets(
+    "train.num_epochs=2",
+    "optimizer.lr_control_mode=autonomous",
+    "optimizer.use_skill_aware_reflection=true",
+    "optimizer.skill_aware_consolidate_threshold=1",
+    "optimizer.use_slow_update=true",
+    "optimizer.use_meta_skill=true",
+    "optimizer.slow_update_samples=4",
+    "optimizer.longitudinal_pair_policy=changed",
+    "models.target.options.base_slip=0.35",  # lapses: the rule is stated but not followed
+)
+# The other update mode and the gated variants of the slow update and the appendix.
+ALL_GATED = ALL_MECHANISMS + sets(
+    "optimizer.skill_update_mode=rewrite",
+    "optimizer.slow_update_gate_with_selection=true",
+    "optimizer.appendix_gated=true",
+)
+
 SMALL = [
     "--set",
     "env.options.train=12",
@@ -107,7 +137,8 @@ def without_call_ids(value: Any) -> Any:
 def small_run(cli: Cli, tmp_path: Path) -> Path:
     """A finished small run in a fresh ledger."""
     db = tmp_path / "runs.db"
-    assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "small", *SMALL).code == 0
+    # The foundation's plain step loop: its seqs are what the fork and forgery tests name.
+    assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "small", *SMALL, *PLAIN).code == 0
     res = cli("run", "--db", str(db))
     assert res.code == 0, res.err
     return db

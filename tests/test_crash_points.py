@@ -8,10 +8,12 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from commands.context import Progress
 from commands.runner import load_state, make_context, run_stage
 from ledger.store import Ledger
-from tests.conftest import EXAMPLE, Cli, event_rows
+from tests.conftest import ALL_GATED, ALL_MECHANISMS, EXAMPLE, PLAIN, Cli, event_rows
 
 TINY = [
     "--set",
@@ -47,13 +49,32 @@ def _resume(db: Path) -> None:
         ledger.close()
 
 
-def test_a_crash_after_any_event_resumes_to_the_same_ledger(cli: Cli, tmp_path: Path) -> None:
+FULL_TYPES = {
+    "appendix.flushed",
+    "review.planned",
+    "slow_update.done",
+    "meta_skill.done",
+    "gate.decided",
+    "final.evaluated",
+}
+CASES = {
+    "plain": (PLAIN, {"step.skipped", "gate.decided", "final.evaluated", "patches.merged"}),
+    "all_mechanisms": (ALL_MECHANISMS, FULL_TYPES),
+    "all_gated": (ALL_GATED, FULL_TYPES | {"update.gated"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_crash_after_any_event_resumes_to_the_same_ledger(
+    cli: Cli, tmp_path: Path, case: str
+) -> None:
+    extra, wanted = CASES[case]
     reference = tmp_path / "reference.db"
-    assert cli("init", str(EXAMPLE), "--db", str(reference), "--name", "r", *TINY).code == 0
+    assert cli("init", str(EXAMPLE), "--db", str(reference), "--name", "r", *TINY, *extra).code == 0
     assert cli("run", "--db", str(reference)).code == 0
     expected = event_rows(reference)
     types = {row[1] for row in expected}
-    assert {"step.skipped", "gate.decided", "final.evaluated", "patches.merged"} <= types
+    assert wanted <= types
     diverged = []
     for k in range(1, len(expected)):
         work = tmp_path / "work.db"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import EXAMPLE, Cli
+import pytest
+
+from tests.conftest import ALL_GATED, ALL_MECHANISMS, EXAMPLE, PLAIN, SMALL, Cli
 
 ACCEPTING = {"accept_new_best", "accept", "force_accept"}
 
@@ -55,7 +57,7 @@ def test_every_accepted_skill_has_a_complete_chain(cli: Cli, tmp_path: Path) -> 
 
 
 def test_rejected_and_skipped_edits_are_explained(cli: Cli, tmp_path: Path) -> None:
-    db = _demo(cli, tmp_path)
+    db = _demo(cli, tmp_path, *PLAIN)
     versions = cli("skill", "log", "--db", db, "--json").json()
     rejected = next(v for v in versions if v["fate"] == "reject")
     tree = cli("why", rejected["hash"], "--db", db, "--json").json()
@@ -63,7 +65,7 @@ def test_rejected_and_skipped_edits_are_explained(cli: Cli, tmp_path: Path) -> N
     statuses = [
         e["status"]
         for v in versions
-        if v["step"]
+        if v["origin"] == "candidate"
         for e in cli("why", f"candidate:{v['step']}", "--db", db, "--json").json()["edits"]
     ]
     assert any(
@@ -72,7 +74,7 @@ def test_rejected_and_skipped_edits_are_explained(cli: Cli, tmp_path: Path) -> N
 
 
 def test_refs_name_the_right_skill(cli: Cli, tmp_path: Path) -> None:
-    db = _demo(cli, tmp_path)
+    db = _demo(cli, tmp_path, *PLAIN)  # no slow update: the final skill is step 6's
     status = cli("status", "--db", db, "--json").json()
     show = {
         ref: cli("skill", "show", ref, "--db", db).out
@@ -115,3 +117,22 @@ def test_why_the_initial_skill(cli: Cli, tmp_path: Path) -> None:
     tree = cli("why", "initial", "--db", db, "--json").json()
     assert tree["origin"] == "initial" and tree["verdict"] == {"kind": "initial"}
     assert tree["selection"]["n"] == 24
+
+
+@pytest.mark.parametrize("extra", [ALL_MECHANISMS, ALL_GATED], ids=["forced", "gated"])
+def test_appendix_and_slow_update_skills_have_their_own_chain(
+    cli: Cli, tmp_path: Path, extra: list[str]
+) -> None:
+    db = _demo(cli, tmp_path, *SMALL, *extra)
+    versions = cli("skill", "log", "--db", db, "--json").json()
+    memory = [v for v in versions if v["origin"] in ("appendix", "slow_update")]
+    assert {v["origin"] for v in memory} == {"appendix", "slow_update"}
+    known = {v["hash"] for v in versions}
+    for version in memory:
+        tree = cli("why", version["hash"], "--db", db, "--json").json()
+        assert tree["parent"]["skill"] in known  # every version descends from a known one
+        gated = extra is ALL_GATED and version["fate"] != "slow_update:placeholder"
+        assert tree["verdict"]["kind"] == ("gate" if gated else "written")
+        text = cli("why", version["hash"], "--db", db).out
+        assert ("appendix:" in text) == (version["origin"] == "appendix")
+        assert ("guidance" in text) == (version["origin"] == "slow_update")

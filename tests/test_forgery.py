@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from machine.canonical import GENESIS_HASH, event_hash
-from tests.conftest import EXAMPLE, SMALL, Cli
+from tests.conftest import EXAMPLE, PLAIN, SMALL, Cli
 
 
 def _forge(
@@ -148,7 +148,8 @@ def test_evidence_cannot_be_swapped_or_relabelled(cli: Cli, tmp_path: Path) -> N
     ]
     for k, (type_, nth, change, named) in enumerate(cases):
         db = tmp_path / f"c{k}.db"
-        assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "c", *SMALL).code == 0
+        args = [*SMALL, *PLAIN]  # final == best: the final selection reuses its score
+        assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "c", *args).code == 0
         assert cli("run", "--db", str(db)).code == 0
         seq = _forge(db, type_, _swap_prompt(db) if change == "swap" else change, nth)
         _refused(cli, db, seq, named)

@@ -665,6 +665,52 @@ def sample_events() -> list[ev.Event]:
         ev.BudgetExhausted(
             stage="reflect", spent_usd=2.6, spent_tokens=900, max_usd=2.5, max_tokens=None
         ),
+        *mechanism_events(),
+    ]
+
+
+def mechanism_events() -> list[ev.Event]:
+    """The epoch-boundary and appendix events (issue 3)."""
+    pair = ev.Pair(id="t1", category="improved")
+    gated = {"n": 2, "hard": 0.5, "soft": 0.5, "gate_score": 0.5, "cache_hit": False}
+    verdict = {"action": "reject", "current_score": 0.5, "best_score": 0.5, "rule": "r"}
+    return [
+        ev.AppendixFlushed(
+            step=1,
+            epoch=1,
+            parent_hash=H0,
+            skill_hash=H1,
+            notes=["n1", "N1."],
+            added=["n1"],
+            duplicates=1,
+            total=3,
+            consolidation=ev.ConsolidationRecord(
+                ok=True, kept=True, before=3, notes=["n"], call=CALL
+            ),
+            gated=True,
+        ),
+        ev.ReviewPlanned(
+            epoch=2,
+            prev_hash=H0,
+            curr_hash=H1,
+            policy="changed",
+            target=2,
+            seed=7,
+            sample=["t1", "t2"],
+            scan=["t3"],
+        ),
+        ev.SlowUpdateDone(
+            epoch=2,
+            action="force_accept",
+            parent_hash=H1,
+            skill_hash=H0,
+            pairs=[pair],
+            content_hash=H0,
+            reasoning="r",
+            call=CALL,
+        ),
+        ev.MetaSkillDone(epoch=2, action="write", pairs=[pair], content_hash=H0, call=CALL),
+        ev.UpdateGated(kind="slow_update", step=2, epoch=2, skill_hash=H0, **gated, **verdict),
     ]
 
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from adapters.protocol import ChatRequest, Message
-from commands.context import StageContext
+from commands.context import StageContext, load_template
 from commands.journal import JournaledModel
+from machine.asks import Ask
 from machine.canonical import canonical_json
 from machine.events import CallRecord, Tokens
 from machine.prompts import reask_message
@@ -98,3 +99,23 @@ def ask_and_parse(
             return Answer(parse(second), "", call, reask)
         except ReplyError as again:
             return Answer(None, f"{exc}; after a re-ask: {again}", call, reask)
+
+
+def system_of(templates: Sequence[str]) -> str:
+    """An ask's system part: its templates, in order (a mode or skill-aware suffix last)."""
+    return "\n\n".join(load_template(name) for name in templates)
+
+
+def send(ctx: StageContext, a: Ask, *, step: int, unit: str) -> Answer[Any]:
+    """Send a pure ask (machine/asks.py) through the call journal, with its one re-ask."""
+    return ask_and_parse(
+        ctx,
+        a.purpose,
+        system_of(a.templates),
+        a.user,
+        a.hints,
+        a.schema,
+        a.parse,
+        step=step,
+        unit=unit,
+    )

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from commands.context import StageContext, load_template
+from commands.context import StageContext
 from commands.stages import HandlerGen
-from commands.stages.calls import ask_and_parse
+from commands.stages.calls import send
 from commands.stages.concurrency import ordered_map
+from machine import asks
 from machine import events as ev
 from machine import transitions as tr
+from machine.edits import SkillCandidate
 from machine.plans import plan_minibatches, reflection_seed
-from machine.prompts import reflection_user_message, trajectory_block
-from machine.replies import REFLECTION_SCHEMA, parse_reflection
+from machine.replies import CandidateText, candidate_of
 from machine.scoring import aggregate, is_failure
 from machine.state import TrainerState
 
@@ -48,39 +49,13 @@ def plan_reflection(cmd: tr.PlanReflection, state: TrainerState, ctx: StageConte
 def reflect(cmd: tr.Reflect, state: TrainerState, ctx: StageContext) -> HandlerGen:
     p = state.progress
     assert p is not None and p.reflection is not None
-    skill = ctx.text(p.parent_hash)
-    budget = state.cfg.optimizer.learning_rate
     scores = state.step_items(cmd.step)
     by_id = {m.id: m for m in p.reflection.minibatches}
     todo = [by_id[m] for m in cmd.pending]
-    texts = ctx.texts([scores[i].trajectory_hash for m in todo for i in m.item_ids])
+    ctx.texts([scores[i].trajectory_hash for m in todo for i in m.item_ids])
 
     def one(mb: ev.Minibatch) -> ev.ReflectionProposed:
-        rows = [scores[i] for i in mb.item_ids]
-        blocks = [
-            trajectory_block(k, r.item_id, r.task_type, r.fail_reason, texts[r.trajectory_hash])
-            for k, r in enumerate(rows, start=1)
-        ]
-        hints = {
-            "source_type": mb.source_type,
-            "budget": budget,
-            "skill": skill,
-            "items": [
-                {"item_id": r.item_id, "task_type": r.task_type, "feedback": dict(r.feedback)}
-                for r in rows
-            ],
-        }
-        answer = ask_and_parse(
-            ctx,
-            "reflect",
-            load_template(f"reflect_{mb.source_type}"),
-            reflection_user_message(skill, budget, blocks),
-            hints,
-            REFLECTION_SCHEMA,
-            lambda text: parse_reflection(text, mb.source_type, len(rows), budget),
-            step=cmd.step,
-            unit=mb.id,
-        )
+        answer = send(ctx, asks.reflection(state, mb, ctx.text), step=cmd.step, unit=mb.id)
         base = {
             "step": cmd.step,
             "minibatch_id": mb.id,
@@ -99,6 +74,9 @@ def reflect(cmd: tr.Reflect, state: TrainerState, ctx: StageContext) -> HandlerG
             truncated=parsed.truncated,
             failure_summary=parsed.failure_summary,
             success_patterns=parsed.success_patterns,
+            suggestions=parsed.suggestions,
+            skill_candidates=store_candidates(ctx, parsed.candidates),
+            appendix_notes=parsed.appendix_notes,
             **base,
         )
 
@@ -106,3 +84,8 @@ def reflect(cmd: tr.Reflect, state: TrainerState, ctx: StageContext) -> HandlerG
         for proposal in ordered_map(one, todo, state.cfg.gradient.workers):
             yield proposal
             bar.advance()
+
+
+def store_candidates(ctx: StageContext, found: list[CandidateText]) -> list[SkillCandidate]:
+    """Whole candidate skills go to blobs; events carry their hashes."""
+    return [candidate_of(c, ctx.store(c.new_skill)[0]) for c in found]

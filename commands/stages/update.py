@@ -2,48 +2,71 @@
 
 from __future__ import annotations
 
-from commands.context import StageContext, load_template
+from typing import Any
+
+from commands.context import StageContext
 from commands.stages import HandlerGen
-from commands.stages.calls import ask_and_parse
+from commands.stages.calls import send
+from machine import asks
 from machine import events as ev
 from machine import transitions as tr
-from machine.prompts import edit_hints, ranking_user_message
+from machine.candidates import clamp_budget, rewrite_outcome
+from machine.merge import payload
 from machine.reducer import apply
-from machine.replies import RANKING_SCHEMA, parse_ranking
 from machine.schedule import edit_budget
 from machine.scoring import decide_gate
-from machine.skilldoc import apply_edits, count_statuses
+from machine.skilldoc import apply_edits, count_statuses, restore_protected
 from machine.state import TrainerState
 from machine.steps import step_completion
+
+
+def _decide_budget(
+    ctx: StageContext, state: TrainerState, pool: list[Any], step: int
+) -> tuple[int, int, ev.BudgetDecision | None]:
+    """(budget, schedule counter, decision): the schedule, the optimizer's choice, or no limit.
+    Only the schedule advances its counter (as the reference), and the counter is state, so a
+    resumed run gets the budgets an uninterrupted one would."""
+    opt = state.cfg.optimizer
+    control = opt.control
+    if control == "none":
+        return len(pool), state.budget_t, None
+    if control == "fixed":
+        t = state.budget_t + 1
+        scheduled = edit_budget(
+            opt.lr_scheduler, opt.learning_rate, opt.min_learning_rate, t, state.total_steps
+        )
+        return scheduled, t, None
+    answer = send(ctx, asks.budget(state, pool, ctx.text), step=step, unit="budget")
+    reply = answer.value
+    if reply is None:  # an unusable decision applies nothing, explicitly
+        decision = ev.BudgetDecision(
+            ok=False, error=answer.error, fallback="zero", call=answer.call, reask=answer.reask
+        )
+        return 0, state.budget_t, decision
+    decision = ev.BudgetDecision(
+        ok=True,
+        requested=reply.requested,
+        reasoning=reply.reasoning,
+        confidence=reply.confidence,
+        risk_notes=reply.risk_notes,
+        call=answer.call,
+        reask=answer.reask,
+    )
+    return clamp_budget(reply.requested, len(pool)), state.budget_t, decision
 
 
 def select(cmd: tr.Select, state: TrainerState, ctx: StageContext) -> HandlerGen:
     p = state.progress
     assert p is not None and p.merged is not None
     opt = state.cfg.optimizer
-    t = state.budget_t + 1
-    budget = edit_budget(
-        opt.lr_scheduler, opt.learning_rate, opt.min_learning_rate, t, state.total_steps
-    )
-    merged = list(p.merged.edits)
+    pool: list[Any] = payload(p.merged, opt.skill_update_mode)
+    budget, t, decision = _decide_budget(ctx, state, pool, cmd.step)
     ranking: ev.RankingRecord | None = None
-    kept = list(range(len(merged)))
+    kept = list(range(len(pool)))
     if budget == 0:
-        kept = []  # a schedule floor of 0: nothing this step, no ranking call
-    elif len(merged) > budget:
-        skill = ctx.text(p.parent_hash)
-        hints = {"edits": edit_hints(merged), "budget": budget}
-        answer = ask_and_parse(
-            ctx,
-            "rank",
-            load_template("rank"),
-            ranking_user_message(skill, merged, budget),
-            hints,
-            RANKING_SCHEMA,
-            lambda text: parse_ranking(text, len(merged), budget),
-            step=cmd.step,
-            unit="rank",
-        )
+        kept = []  # nothing this step, no ranking call
+    elif len(pool) > budget:
+        answer = send(ctx, asks.ranking(state, pool, budget, ctx.text), step=cmd.step, unit="rank")
         parsed = answer.value
         if parsed is not None:
             kept = parsed.selected
@@ -56,7 +79,7 @@ def select(cmd: tr.Select, state: TrainerState, ctx: StageContext) -> HandlerGen
                 call=answer.call,
                 reask=answer.reask,
             )
-        else:  # both replies unusable: the first `budget` edits, recorded as such
+        else:  # both replies unusable: the first `budget`, recorded as such
             kept = kept[:budget]
             ranking = ev.RankingRecord(
                 ok=False,
@@ -65,24 +88,45 @@ def select(cmd: tr.Select, state: TrainerState, ctx: StageContext) -> HandlerGen
                 call=answer.call,
                 reask=answer.reask,
             )
+    chosen = [pool[i] for i in kept]
+    rewrite = opt.skill_update_mode == "rewrite_from_suggestions"
     yield ev.EditsSelected(
         step=cmd.step,
         scheduler=opt.lr_scheduler,
         schedule_t=t,
         schedule_total=state.total_steps,
         budget=budget,
-        n_merged=len(merged),
+        n_merged=len(pool),
         kept_indices=kept,
-        dropped_indices=[i for i in range(len(merged)) if i not in kept],
-        edits=[merged[i] for i in kept],
+        dropped_indices=[i for i in range(len(pool)) if i not in kept],
+        edits=[] if rewrite else chosen,
+        suggestions=chosen if rewrite else [],
         ranking=ranking,
+        control=opt.control,  # type: ignore[arg-type]
+        decision=decision,
     )
 
 
 def update(cmd: tr.Update, state: TrainerState, ctx: StageContext) -> HandlerGen:
     p = state.progress
-    assert p is not None and p.selected is not None
-    candidate, report = apply_edits(ctx.text(p.parent_hash), list(p.selected.edits))
+    assert p is not None
+    mode = state.cfg.optimizer.skill_update_mode
+    parent = ctx.text(p.parent_hash)
+    rewrite: ev.RewriteRecord | None = None
+    report: list[dict[str, object]] = []
+    if mode == "patch":
+        assert p.selected is not None
+        candidate, report = apply_edits(parent, list(p.selected.edits))
+    elif mode == "rewrite_from_suggestions":
+        assert p.selected is not None
+        a = asks.rewrite(state, list(p.selected.suggestions), ctx.text)
+        answer = send(ctx, a, step=cmd.step, unit="rewrite")
+        rewrite, candidate = rewrite_outcome(
+            answer.value, answer.error, parent, answer.call, answer.reask
+        )
+    else:
+        assert p.merged is not None
+        candidate = restore_protected(parent, ctx.text(p.merged.skill_candidates[0].skill_hash))
     (candidate_hash,) = ctx.store(candidate)
     applied, skipped = count_statuses(report)
     yield ev.CandidateBuilt(
@@ -93,6 +137,8 @@ def update(cmd: tr.Update, state: TrainerState, ctx: StageContext) -> HandlerGen
         n_applied=applied,
         n_skipped=skipped,
         length=len(candidate),
+        mode=mode,  # type: ignore[arg-type]
+        rewrite=rewrite,
     )
 
 
@@ -103,7 +149,7 @@ def skip_step(cmd: tr.SkipStep, state: TrainerState, ctx: StageContext) -> Handl
         reason=cmd.reason,  # type: ignore[arg-type]
         skill_hash=state.current_hash,
     )
-    yield [skipped, step_completion(apply(state, skipped))]
+    yield with_completion(state, skipped)
 
 
 def gate(cmd: tr.Gate, state: TrainerState, ctx: StageContext) -> HandlerGen:
@@ -124,10 +170,18 @@ def gate(cmd: tr.Gate, state: TrainerState, ctx: StageContext) -> HandlerGen:
         best_score=state.best_score,
         rule=verdict.rule,
     )
-    yield [decided, step_completion(apply(state, decided))]
+    yield with_completion(state, decided)
+
+
+def with_completion(state: TrainerState, verdict: ev.Event) -> list[ev.Event]:
+    """The verdict, and the step's completion in the same transaction when nothing (an appendix
+    flush) comes between them."""
+    after = apply(state, verdict)
+    if isinstance(tr.next_command(after), tr.CompleteStep):
+        return [verdict, step_completion(after)]
+    return [verdict]
 
 
 def complete_step(cmd: tr.CompleteStep, state: TrainerState, ctx: StageContext) -> HandlerGen:
-    """Only reached if a verdict was recorded without its step.completed (never by our handlers,
-    which append both in one transaction); the table still says what follows."""
+    """After an appendix flush (or a verdict recorded without its completion)."""
     yield step_completion(state)
