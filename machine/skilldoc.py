@@ -151,6 +151,11 @@ def note_key(note: str) -> str:
     return " ".join(note.lower().split()).rstrip(".!;:, ")
 
 
+def note_text(note: str) -> str:
+    """A note as the appendix stores it: markers removed, on one line (a bullet is one line)."""
+    return " ".join(ln.strip() for ln in clean_content(note).splitlines() if ln.strip())
+
+
 def appendix_notes(text: str) -> list[str]:
     body = region_body(text, APPENDIX_START, APPENDIX_END) or ""
     return [ln[2:].strip() for ln in body.splitlines() if ln.startswith("- ") and ln[2:].strip()]
@@ -158,7 +163,7 @@ def appendix_notes(text: str) -> list[str]:
 
 def with_appendix(text: str, notes: list[str]) -> str:
     """The text with its APPENDIX region holding exactly `notes` (created at the end if absent)."""
-    lines = "\n".join(f"- {clean_content(n)}" for n in notes if clean_content(n))
+    lines = "\n".join(f"- {note_text(n)}" for n in notes if note_text(n))
     block = (
         f"{APPENDIX_START}\n{APPENDIX_HEADING}\n" + (f"{lines}\n" if lines else "") + APPENDIX_END
     )
@@ -176,10 +181,11 @@ def add_notes(text: str, notes: list[str]) -> tuple[str, list[str], int]:
     seen = {note_key(n) for n in existing}
     added: list[str] = []
     for note in notes:
-        key = note_key(note)
+        stored = note_text(note)  # keyed as stored, or a marker or line break defeats de-dup
+        key = note_key(stored)
         if key and key not in seen:
             seen.add(key)
-            added.append(clean_content(note))
+            added.append(stored)
     if not added:
         return text, [], len(notes)
     return with_appendix(text, existing + added), added, len(notes) - len(added)
