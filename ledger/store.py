@@ -18,7 +18,7 @@ from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
-from ledger.tables import BlobRow, CallRow, EventRow, RunRow
+from ledger.tables import BlobRow, CallRow, EventRow, RunRow, TimingRow
 from machine.canonical import GENESIS_HASH, canonical_json, event_hash, sha256_text
 from machine.events import Event, parse_event
 
@@ -195,12 +195,17 @@ class Ledger:
             rows = conn.execute(sa.select(RunRow).order_by(RunRow.created_at, RunRow.name))
             return [RunRow(**row._mapping) for row in rows]
 
-    def find_run(self, ref: str | None) -> RunRow:
+    def find_run(self, ref: str | None, kind: str | None = None) -> RunRow:
+        """The run named (or with the id) `ref`; None: the most recent run (of `kind`, if given)."""
         runs = self.runs()
         if not runs:
             raise LedgerError(f"{self.location} holds no run yet (create one with `skillopt init`)")
         if ref is None:
-            return runs[-1]
+            of_kind = [r for r in runs if kind is None or r.kind == kind]
+            if not of_kind:
+                what = "training" if kind == "train" else kind
+                raise LedgerError(f"{self.location} holds no {what} run yet")
+            return of_kind[-1]
         for run in runs:
             if ref in (run.name, run.id):
                 return run
@@ -208,7 +213,13 @@ class Ledger:
         raise LedgerError(f"no run named {ref!r} in {self.location} (runs: {names})")
 
     def create_run(
-        self, run_id: str, name: str, config: dict[str, Any], created_at: str, first: Event
+        self,
+        run_id: str,
+        name: str,
+        config: dict[str, Any],
+        created_at: str,
+        first: Event,
+        kind: str = "train",
     ) -> StoredEvent:
         with self.engine.connect() as conn:
             conn = conn.execution_options(skillopt_writer=True)
@@ -218,11 +229,10 @@ class Ledger:
                 ).first()
                 if taken:
                     raise LedgerError(f"a run named {name!r} already exists; pick another --name")
-                conn.execute(
-                    sa.insert(RunRow).values(
-                        id=run_id, name=name, created_at=created_at, config=canonical_json(config)
-                    )
-                )
+                row = {"id": run_id, "name": name, "created_at": created_at}
+                if kind != "train":  # the column's default; left out, a pre-0003 schema works too
+                    row["kind"] = kind
+                conn.execute(sa.insert(RunRow).values(**row, config=canonical_json(config)))
                 return self._insert(conn, run_id, 0, GENESIS_HASH, [first], created_at)[0]
 
     # -- events ------------------------------------------------------------------------------
@@ -321,6 +331,24 @@ class Ledger:
             ],
         )
         return stored
+
+    # -- timings -----------------------------------------------------------------------------
+
+    def put_timing(self, run_id: str, seq: int, wall_time_s: float, detail: str = "{}") -> None:
+        """A measured wall time of event `seq`'s work: kept next to the event, never hashed."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(skillopt_writer=True)
+            with conn.begin():
+                conn.execute(
+                    sa.insert(TimingRow).values(
+                        run_id=run_id, seq=seq, wall_time_s=wall_time_s, detail=detail
+                    )
+                )
+
+    def timings(self, run_id: str) -> dict[int, TimingRow]:
+        query = sa.select(TimingRow).where(TimingRow.run_id == run_id)
+        with self.engine.connect() as conn:
+            return {r.seq: TimingRow(**r._mapping) for r in conn.execute(query).all()}
 
     # -- blobs -------------------------------------------------------------------------------
 

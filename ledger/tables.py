@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
+
+RUN_KINDS = ("train", "bench")
 
 
 class RunRow(SQLModel, table=True):
@@ -11,6 +14,12 @@ class RunRow(SQLModel, table=True):
     name: str = Field(unique=True, index=True)
     created_at: str
     config: str
+    # train (the trainer's runs) or bench (skillopt bench). A server default only, so that rows
+    # written without it (a schema before 0003) read as train.
+    kind: str = Field(
+        default="train",
+        sa_column=sa.Column(sa.String(), nullable=False, server_default="train"),
+    )
 
 
 class EventRow(SQLModel, table=True):
@@ -55,3 +64,13 @@ class CallRow(SQLModel, table=True):
     error_class: str | None = None
     error_message: str | None = None
     recorded_at: str
+
+
+class TimingRow(SQLModel, table=True):
+    """A measured wall time of an event's work (seconds), outside the hash chain."""
+
+    __tablename__ = "timings"
+    run_id: str = Field(foreign_key="runs.id", primary_key=True)
+    seq: int = Field(primary_key=True)
+    wall_time_s: float
+    detail: str = "{}"  # JSON: finer measurements (e.g. per attempt)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ledger.store import Ledger
+from ledger.store import Ledger, head_revision
 from tests.conftest import EXAMPLE, SMALL, Cli, count_events, event_rows, skillopt_process
 from tests.fakes import FakeProvider, Fault
 from tests.test_providers import KEY, roles
@@ -152,7 +152,7 @@ def test_a_foundation_schema_ledger_upgrades_in_place(
     assert cli("status", "--db", str(old)).code == 0  # opening upgrades it
     with sqlite3.connect(old) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (
-            "0002_llm_calls",
+            head_revision(),
         )
         assert conn.execute("SELECT count(*) FROM llm_calls").fetchone() == (0,)
     assert event_rows(old) == before  # nothing recorded was touched
