@@ -535,3 +535,88 @@ class StageFailed(Event):
     step: int
     error_type: str
     message: str
+
+
+# -- bench runs (skillopt bench): kind `bench` in the runs table, never folded by the reducer --
+
+
+class BenchArm(BaseModel):
+    """One compared configuration of a bench: its target model and the skill it reads."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    label: str  # the config file's stem, made unique
+    config: dict[str, Any]  # resolved, secrets redacted (as run.created records it)
+    config_sha256: str  # of the config file as read
+    backend: str
+    model: str
+    skill_hash: str
+    retry_cap: int
+    fingerprint: str  # of the tasks as this configuration's environment builds them
+
+
+@register
+class BenchStarted(Event):
+    """The plan of a bench: what runs (configs x tasks); resuming it must not change it."""
+
+    TYPE = "bench.started"
+    run_name: str
+    env: str
+    arms: list[BenchArm]
+    task_ids: list[str]
+    source: dict[str, Any]  # where the tasks came from (file and sha256, or the shipped set)
+    skillopt_version: str
+
+
+class BenchAttempt(BaseModel):
+    """One generate or repair attempt; texts live in blobs (excerpts of stdout/stderr)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    attempt: int
+    kind: Literal["generate", "repair"]
+    outcome: Literal["working", "partial", "failed"]
+    category: str  # "" when working; timeout, runtime_error, wrong_output, no_program
+    detail: str
+    exit_code: int | None
+    tokens: Tokens
+    same_as: int | None = None  # an earlier attempt with the identical program
+    reply_hash: str
+    program_hash: str | None  # None: the reply held no program
+    stdout_hash: str
+    stderr_hash: str
+    call_id: str
+
+
+@register
+class BenchTask(Event):
+    """One task worked to the end with one configuration (no wall time: see the timings table)."""
+
+    TYPE = "bench.task"
+    arm: int
+    task_id: str
+    task_type: str
+    expected: str  # the expected output as compared
+    outcome: Literal["working", "partial", "failed"]
+    hard: float
+    soft: float
+    fail_reason: str
+    attempts: list[BenchAttempt]
+    trajectory_hash: str
+
+
+class BenchTotals(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    arm: int
+    runs: int
+    succeeded: int
+    first_attempt: int
+    attempts: int
+    generation_tokens: int
+    input_tokens: int
+
+
+@register
+class BenchCompleted(Event):
+    """Every task of the plan has a bench.task per configuration; the totals derive from them."""
+
+    TYPE = "bench.completed"
+    totals: list[BenchTotals]

@@ -666,6 +666,7 @@ def sample_events() -> list[ev.Event]:
             stage="reflect", spent_usd=2.6, spent_tokens=900, max_usd=2.5, max_tokens=None
         ),
         *mechanism_events(),
+        *bench_events(),
     ]
 
 
@@ -711,6 +712,72 @@ def mechanism_events() -> list[ev.Event]:
         ),
         ev.MetaSkillDone(epoch=2, action="write", pairs=[pair], content_hash=H0, call=CALL),
         ev.UpdateGated(kind="slow_update", step=2, epoch=2, skill_hash=H0, **gated, **verdict),
+    ]
+
+
+def bench_events() -> list[ev.Event]:
+    """A bench run's events (skillopt bench): never folded by the reducer."""
+    arm = ev.BenchArm(
+        label="closed_loop",
+        config=CONFIG,
+        config_sha256="c" * 64,
+        backend="offline",
+        model="offline-target",
+        skill_hash=H0,
+        retry_cap=3,
+        fingerprint="f" * 64,
+    )
+    attempt = ev.BenchAttempt(
+        attempt=1,
+        kind="generate",
+        outcome="partial",
+        category="wrong_output",
+        detail="printed '1', expected '2'",
+        exit_code=0,
+        tokens=ev.Tokens(input=120, output=20),
+        reply_hash="r" * 64,
+        program_hash="p" * 64,
+        stdout_hash="o" * 64,
+        stderr_hash="e" * 64,
+        call_id="c123",
+    )
+    no_program = attempt.model_copy(
+        update={"attempt": 2, "kind": "repair", "outcome": "failed", "program_hash": None}
+    )
+    return [
+        ev.BenchStarted(
+            run_name="bench-1",
+            env="closed_loop",
+            arms=[arm],
+            task_ids=["t1"],
+            source={"split_mode": "split_dir", "splits": ["test"]},
+            skillopt_version="0.1.0",
+        ),
+        ev.BenchTask(
+            arm=0,
+            task_id="t1",
+            task_type="arithmetic",
+            expected="2",
+            outcome="failed",
+            hard=0.0,
+            soft=0.1,
+            fail_reason="no_program: arithmetic: none (after 2 attempts)",
+            attempts=[attempt, no_program],
+            trajectory_hash="t" * 64,
+        ),
+        ev.BenchCompleted(
+            totals=[
+                ev.BenchTotals(
+                    arm=0,
+                    runs=1,
+                    succeeded=0,
+                    first_attempt=0,
+                    attempts=2,
+                    generation_tokens=40,
+                    input_tokens=240,
+                )
+            ]
+        ),
     ]
 
 
