@@ -13,9 +13,10 @@ import pytest
 
 from adapters import offline_modes as om
 from machine import events as ev
+from machine import transitions as tr
 from machine.candidates import clamp_budget, rewrite_outcome
 from machine.config import ConfigError, OptimizerConfig, recorded_config, validate_config
-from machine.edits import Edit
+from machine.edits import Edit, SkillCandidate, Suggestion
 from machine.reducer import reduce
 from machine.replies_memory import RewriteReply
 from machine.review import category, pairs, pending, plan_review, window
@@ -36,6 +37,28 @@ from machine.skilldoc import (
 )
 from machine.state import ItemScore, TrainerState
 from machine.step_buffer import buffer_text, fail_group, step_buffer
+from machine.transitions import (
+    CompleteEpoch,
+    CompleteStep,
+    EvaluateCandidate,
+    FinalSelection,
+    FlushAppendix,
+    Gate,
+    GateUpdate,
+    Merge,
+    MetaSkill,
+    PlanEpoch,
+    PlanReview,
+    ReviewRollout,
+    RolloutTrain,
+    Select,
+    SkipStep,
+    SlowUpdate,
+    Update,
+    appendix_notes_due,
+    next_budget,
+    next_command,
+)
 
 H0 = "a0" * 32  # the initial skill
 H1 = "b1" * 32
@@ -835,3 +858,462 @@ def test_consolidate_returns_strictly_fewer_notes_when_it_can() -> None:
     ]
     # One lapse kind: nothing to merge, the notes come back as they are.
     assert om.consolidate({"notes": notes[1:]})["appendix_notes"] == notes[1:]
+
+
+# --- transitions: the mechanisms' edges -------------------------------------------------------
+
+H3 = "d3" * 32
+SELECTION = ("s1", "s2", "s3")
+
+
+def opened(optimizer: dict[str, Any], epochs: int = 1, steps_per_epoch: int = 2) -> list[ev.Event]:
+    """A run at the start of step 1 (each step: items t1, t2)."""
+    return [
+        created(optimizer, epochs),
+        loaded(steps_per_epoch, steps_per_epoch * epochs),
+        baseline(),
+        planned(1, 1, [["t1", "t2"]] * steps_per_epoch),
+    ]
+
+
+def proposal(
+    mb: str,
+    source: str = "failure",
+    edits: list[Edit] | None = None,
+    suggestions: list[Suggestion] | None = None,
+    candidates: list[SkillCandidate] | None = None,
+    notes: list[str] | None = None,
+) -> ev.ReflectionProposed:
+    return ev.ReflectionProposed(
+        step=1,
+        minibatch_id=mb,
+        source_type=source,  # type: ignore[arg-type]
+        item_ids=["t1"],
+        ok=True,
+        edits=edits or [],
+        suggestions=suggestions or [],
+        skill_candidates=candidates or [],
+        appendix_notes=notes or [],
+        call=CALL,
+    )
+
+
+def reflecting(optimizer: dict[str, Any], *proposals: ev.ReflectionProposed) -> list[ev.Event]:
+    """Step 1 rolled out (t1 failed, t2 passed) and reflected on, one minibatch per proposal."""
+    mbs = [
+        ev.Minibatch(id=p.minibatch_id, source_type=p.source_type, item_ids=["t1"])
+        for p in proposals
+    ]
+    plan = ev.ReflectionPlanned(
+        step=1,
+        epoch=1,
+        skill_hash=H0,
+        rollout_n=2,
+        rollout_hard=0.5,
+        rollout_soft=0.5,
+        n_failures=1,
+        n_successes=1,
+        seed=3,
+        minibatches=mbs,
+    )
+    rolled = [train(1, "t1", "format: x"), train(1, "t2", "")]
+    return [*opened(optimizer), *rolled, plan, *proposals]
+
+
+def built_candidate(
+    candidate: str, mode: str = "patch", rewrite: ev.RewriteRecord | None = None
+) -> ev.CandidateBuilt:
+    return ev.CandidateBuilt(
+        step=1,
+        parent_hash=H0,
+        candidate_hash=candidate,
+        report=[],
+        n_applied=0,
+        n_skipped=0,
+        length=10,
+        mode=mode,  # type: ignore[arg-type]
+        rewrite=rewrite,
+    )
+
+
+def selected_edits(
+    edits: list[Edit], suggestions: list[Suggestion] | None = None
+) -> ev.EditsSelected:
+    return ev.EditsSelected(
+        step=1,
+        scheduler="cosine",
+        schedule_t=1,
+        schedule_total=2,
+        budget=4,
+        n_merged=len(edits),
+        kept_indices=list(range(len(edits))),
+        dropped_indices=[],
+        edits=edits,
+        suggestions=suggestions or [],
+    )
+
+
+ZERO_BUDGET = {"lr_scheduler": "linear", "learning_rate": 1, "min_learning_rate": 0}
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        ({}, SkipStep(1, "zero_budget")),
+        ({"lr_control_mode": "autonomous"}, RolloutTrain(1, ((0, "t1"), (0, "t2")))),
+        ({"lr_control_mode": "none"}, RolloutTrain(1, ((0, "t1"), (0, "t2")))),
+        # A full rewrite has no budget, whatever lr_control_mode says.
+        ({"skill_update_mode": "full_rewrite"}, RolloutTrain(1, ((0, "t1"), (0, "t2")))),
+    ],
+)
+def test_zero_budget_skips_only_under_fixed_control(
+    extra: dict[str, Any], expected: tr.Command
+) -> None:
+    state = reduce(opened({**ZERO_BUDGET, **extra}))
+    assert next_budget(state) == 0  # linear, t=1 of 2: round(0.5) == 0 (banker's)
+    assert next_command(state) == expected
+
+
+def test_full_rewrite_goes_from_merge_to_update_without_select() -> None:
+    cand = SkillCandidate(title="whole", skill_hash=H1)
+    events = reflecting({"skill_update_mode": "full_rewrite"}, proposal("m1", candidates=[cand]))
+    assert next_command(reduce(events)) == Merge(1)
+    events.append(ev.PatchesMerged(step=1, nodes=[], root="n", edits=[], skill_candidates=[cand]))
+    assert next_command(reduce(events)) == Update(1)
+    events.append(built_candidate(H1, "full_rewrite_minibatch"))
+    assert next_command(reduce(events)) == EvaluateCandidate(1, H1, SELECTION, False)
+
+
+def test_full_rewrite_merge_without_candidate_skips() -> None:
+    cand = SkillCandidate(title="whole", skill_hash=H1)
+    events = reflecting({"skill_update_mode": "full_rewrite"}, proposal("m1", candidates=[cand]))
+    events.append(ev.PatchesMerged(step=1, nodes=[], root="n", edits=[]))
+    assert next_command(reduce(events)) == SkipStep(1, "no_patches")
+
+
+def test_patch_mode_merge_goes_to_select() -> None:
+    events = reflecting({}, proposal("m1", edits=[EDIT]))
+    events.append(ev.PatchesMerged(step=1, nodes=[], root="n", edits=[EDIT]))
+    assert next_command(reduce(events)) == Select(1)
+
+
+SUGGESTION = Suggestion(title="t", instruction="State the units.")
+
+
+def rewritten(candidate: str, ok: bool) -> list[ev.Event]:
+    record = ev.RewriteRecord(ok=ok, error="" if ok else "new_skill is empty", call=CALL)
+    return [
+        *reflecting({"skill_update_mode": "rewrite"}, proposal("m1", suggestions=[SUGGESTION])),
+        ev.PatchesMerged(step=1, nodes=[], root="n", edits=[], suggestions=[SUGGESTION]),
+        selected_edits([], [SUGGESTION]),
+        built_candidate(candidate, "rewrite_from_suggestions", record),
+    ]
+
+
+def test_rewrite_mode_selects_then_updates() -> None:
+    events = rewritten(H1, ok=True)
+    assert next_command(reduce(events[:-2])) == Select(1)
+    assert next_command(reduce(events[:-1])) == Update(1)
+
+
+def test_unusable_rewrite_skips_as_no_rewrite_else_nothing_applied() -> None:
+    assert next_command(reduce(rewritten(H0, ok=False))) == SkipStep(1, "no_rewrite")
+    assert next_command(reduce(rewritten(H0, ok=True))) == SkipStep(1, "nothing_applied")
+    assert next_command(reduce(rewritten(H1, ok=True))) == EvaluateCandidate(
+        1, H1, SELECTION, False
+    )
+
+
+AWARE = {"use_skill_aware_reflection": True}
+NOTED = (
+    proposal("m1", "failure", edits=[EDIT], notes=["fail note"]),
+    proposal("m2", "success", edits=[EDIT], notes=["success note"]),
+)
+
+
+def decided(optimizer: dict[str, Any], *proposals: ev.ReflectionProposed) -> list[ev.Event]:
+    """Step 1 up to a reject verdict."""
+    return [
+        *reflecting(optimizer, *proposals),
+        ev.PatchesMerged(step=1, nodes=[], root="n", edits=[EDIT]),
+        selected_edits([EDIT]),
+        built_candidate(H1),
+        ev.CandidateEvaluated(
+            step=1,
+            skill_hash=H1,
+            n=3,
+            hard=0.4,
+            soft=0.4,
+            metric="hard",
+            gate_score=0.4,
+            cache_hit=False,
+        ),
+        ev.GateDecided(
+            step=1,
+            epoch=1,
+            candidate_hash=H1,
+            action="reject",
+            metric="hard",
+            use_gate=True,
+            candidate_score=0.4,
+            current_score=0.5,
+            best_score=0.5,
+            rule="strict",
+        ),
+    ]
+
+
+def test_appendix_flush_comes_after_the_verdict_when_notes_exist() -> None:
+    events = decided(AWARE, *NOTED)
+    assert next_command(reduce(events[:-1])) == Gate(1)  # no flush before the verdict
+    state = reduce(events)
+    assert next_command(state) == FlushAppendix(1)
+    assert state.progress is not None
+    assert appendix_notes_due(state, state.progress) == ["fail note", "success note"]
+
+
+def test_appendix_failure_only_ignores_success_notes() -> None:
+    only_failure = {**AWARE, "skill_aware_appendix_source": "failure_only"}
+    state = reduce(decided(only_failure, *NOTED))
+    assert state.progress is not None
+    assert appendix_notes_due(state, state.progress) == ["fail note"]
+    assert next_command(state) == FlushAppendix(1)
+    success_only = (proposal("m1", "failure", edits=[EDIT]), NOTED[1])
+    state = reduce(decided(only_failure, *success_only))
+    assert state.progress is not None
+    assert appendix_notes_due(state, state.progress) == []
+    assert next_command(state) == CompleteStep(1)
+
+
+def test_no_flush_without_skill_aware_reflection_or_without_notes() -> None:
+    state = reduce(decided({}, *NOTED))
+    assert state.progress is not None
+    assert appendix_notes_due(state, state.progress) == []
+    assert next_command(state) == CompleteStep(1)
+    state = reduce(decided(AWARE, proposal("m1", edits=[EDIT])))
+    assert next_command(state) == CompleteStep(1)
+
+
+def test_appendix_flush_on_the_skip_path_too() -> None:
+    events = reflecting(AWARE, proposal("m1", notes=["lapse"]))  # notes but no edits
+    assert next_command(reduce(events)) == SkipStep(1, "no_patches")
+    events.append(ev.StepSkipped(step=1, epoch=1, reason="no_patches", skill_hash=H0))
+    assert next_command(reduce(events)) == FlushAppendix(1)
+
+
+def flushed(skill: str, gated: bool) -> ev.AppendixFlushed:
+    return ev.AppendixFlushed(
+        step=1,
+        epoch=1,
+        parent_hash=H0,
+        skill_hash=skill,
+        notes=["fail note", "success note"],
+        added=["fail note", "success note"] if skill != H0 else [],
+        duplicates=0 if skill != H0 else 2,
+        total=2,
+        gated=gated,
+    )
+
+
+def update_gated(kind: str, step: int, epoch: int, skill: str) -> ev.UpdateGated:
+    return ev.UpdateGated(
+        kind=kind,  # type: ignore[arg-type]
+        step=step,
+        epoch=epoch,
+        skill_hash=skill,
+        n=3,
+        hard=0.6,
+        soft=0.6,
+        gate_score=0.6,
+        cache_hit=False,
+        action="accept_new_best",
+        current_score=0.5,
+        best_score=0.5,
+        rule="strict",
+    )
+
+
+def test_ungated_flush_completes_the_step() -> None:
+    events = [*decided(AWARE, *NOTED), flushed(H2, gated=False)]
+    assert next_command(reduce(events)) == CompleteStep(1)
+
+
+def test_gated_appendix_is_gated_before_the_step_completes() -> None:
+    gated = {**AWARE, "appendix_gated": True}
+    events = [*decided(gated, *NOTED), flushed(H2, gated=True)]
+    assert next_command(reduce(events)) == GateUpdate("appendix", 1, 1, H2, SELECTION, False)
+    events.append(
+        ev.RolloutScored(
+            phase="selection",
+            step=0,
+            skill_hash=H2,
+            item_id="s2",
+            hard=1.0,
+            soft=1.0,
+            fail_reason="",
+            task_type="rules",
+            trajectory_hash="tr",
+        )
+    )
+    assert next_command(reduce(events)) == GateUpdate("appendix", 1, 1, H2, ("s1", "s3"), False)
+    events.append(update_gated("appendix", 1, 1, H2))
+    assert next_command(reduce(events)) == CompleteStep(1)
+
+
+def test_gated_appendix_of_a_measured_skill_is_a_cache_hit() -> None:
+    gated = {**AWARE, "appendix_gated": True}
+    # The flush wrote nothing new: the parent (the baseline, measured) is the skill.
+    events = [*decided(gated, *NOTED), flushed(H0, gated=True)]
+    assert next_command(reduce(events)) == CompleteStep(1)
+    # The candidate H1 was measured by the step's evaluation: its gate reuses that score.
+    events = [*decided(gated, *NOTED), flushed(H1, gated=True)]
+    assert next_command(reduce(events)) == GateUpdate("appendix", 1, 1, H1, (), True)
+
+
+def skipped_step(step: int, epoch: int, current: str) -> list[ev.Event]:
+    return [
+        ev.StepSkipped(step=step, epoch=epoch, reason="no_patches", skill_hash=current),
+        ev.StepCompleted(
+            step=step,
+            epoch=epoch,
+            action="skip_no_patches",
+            current_hash=current,
+            current_score=0.5,
+            best_hash=H0,
+            best_score=0.5,
+            best_step=0,
+        ),
+    ]
+
+
+def slow_done(epoch: int, action: str, parent: str, skill: str) -> ev.SlowUpdateDone:
+    return ev.SlowUpdateDone(
+        epoch=epoch,
+        action=action,  # type: ignore[arg-type]
+        parent_hash=parent,
+        skill_hash=skill,
+    )
+
+
+def meta_done(epoch: int) -> ev.MetaSkillDone:
+    return ev.MetaSkillDone(epoch=epoch, action="write", content_hash="m" * 64, call=CALL)
+
+
+def epoch_done(epoch: int, current: str) -> ev.EpochCompleted:
+    return ev.EpochCompleted(
+        epoch=epoch, last_step=epoch, current_hash=current, best_hash=H0, best_score=0.5
+    )
+
+
+def walk(events: list[ev.Event], path: list[tuple[ev.Event | None, tr.Command]]) -> None:
+    """Fold each event in turn and check the next command after it."""
+    for event, expected in path:
+        if event is not None:
+            events.append(event)
+        assert next_command(reduce(events)) == expected, f"after {type(event).__name__}"
+
+
+def two_epochs(optimizer: dict[str, Any]) -> list[ev.Event]:
+    """Two epochs of one step each, at the end of step 1."""
+    return [*opened(optimizer, epochs=2, steps_per_epoch=1), *skipped_step(1, 1, H0)]
+
+
+def test_epoch_end_order_with_a_gated_slow_update_and_the_meta_skill() -> None:
+    events = two_epochs({"use_slow_update": True, "use_meta_skill": True})
+    review = ev.ReviewPlanned(
+        epoch=2,
+        prev_hash=H1,
+        curr_hash=H1,
+        policy="mixed",
+        target=1,
+        seed=0,
+        sample=["t1"],
+        scan=[],
+    )
+    walk(
+        events,
+        [
+            # Epoch 1: no review and no meta skill, only the empty slow-update block.
+            (None, SlowUpdate(1)),
+            (slow_done(1, "placeholder", H0, H1), CompleteEpoch(1)),
+            (epoch_done(1, H1), PlanEpoch(2)),
+            (planned(2, 2, [["t1", "t2"]]), RolloutTrain(2, ((0, "t1"), (0, "t2")))),
+            (skipped_step(2, 2, H1)[0], CompleteStep(2)),
+            (skipped_step(2, 2, H1)[1], PlanReview(2)),
+            (review, ReviewRollout(2, ((H1, "t1"),))),
+            (reviewed(H1, "t1", 1.0), SlowUpdate(2)),
+            (slow_done(2, "gate", H1, H3), GateUpdate("slow_update", 2, 2, H3, SELECTION, False)),
+            (update_gated("slow_update", 2, 2, H3), MetaSkill(2)),
+            (meta_done(2), CompleteEpoch(2)),
+        ],
+    )
+    events.append(epoch_done(2, H3))
+    assert isinstance(next_command(reduce(events)), FinalSelection)
+
+
+def test_epoch_end_force_accepted_slow_update_goes_straight_to_the_meta_skill() -> None:
+    events = [
+        *two_epochs({"use_slow_update": True, "use_meta_skill": True}),
+        slow_done(1, "placeholder", H0, H1),
+        epoch_done(1, H1),
+        planned(2, 2, [["t1", "t2"]]),
+        *skipped_step(2, 2, H1),
+        ev.ReviewPlanned(
+            epoch=2,
+            prev_hash=H1,
+            curr_hash=H1,
+            policy="mixed",
+            target=1,
+            seed=0,
+            sample=["t1"],
+            scan=[],
+        ),
+        reviewed(H1, "t1", 0.0),
+        slow_done(2, "force_accept", H1, H3),
+    ]
+    state = reduce(events)
+    assert next_command(state) == MetaSkill(2)
+    assert state.current_hash == H3  # written into the current skill
+    assert H3 not in state.selection_cache  # and never cached as a measured score
+
+
+def test_epoch_end_meta_skill_only() -> None:
+    events = two_epochs({"use_slow_update": False, "use_meta_skill": True})
+    review = ev.ReviewPlanned(
+        epoch=2,
+        prev_hash=H0,
+        curr_hash=H2,
+        policy="mixed",
+        target=1,
+        seed=0,
+        sample=["t2"],
+        scan=[],
+    )
+    walk(
+        events,
+        [
+            (None, CompleteEpoch(1)),
+            (epoch_done(1, H0), PlanEpoch(2)),
+            (planned(2, 2, [["t1", "t2"]]), RolloutTrain(2, ((0, "t1"), (0, "t2")))),
+            (skipped_step(2, 2, H0)[0], CompleteStep(2)),
+            (skipped_step(2, 2, H0)[1], PlanReview(2)),
+            (review, ReviewRollout(2, ((H0, "t2"), (H2, "t2")))),
+            (reviewed(H0, "t2", 1.0), ReviewRollout(2, ((H2, "t2"),))),
+            (reviewed(H2, "t2", 0.0), MetaSkill(2)),
+            (meta_done(2), CompleteEpoch(2)),
+        ],
+    )
+
+
+def test_epoch_end_without_mechanisms_completes_at_once() -> None:
+    events = two_epochs({"use_slow_update": False, "use_meta_skill": False})
+    walk(
+        events,
+        [
+            (None, CompleteEpoch(1)),
+            (epoch_done(1, H0), PlanEpoch(2)),
+            (planned(2, 2, [["t1", "t2"]]), RolloutTrain(2, ((0, "t1"), (0, "t2")))),
+            (skipped_step(2, 2, H0)[0], CompleteStep(2)),
+            (skipped_step(2, 2, H0)[1], CompleteEpoch(2)),
+        ],
+    )
