@@ -60,7 +60,8 @@ def _pairs(state: TrainerState, plan: ReviewPlanned, ids: list[str]) -> list[Pai
 def window(state: TrainerState, plan: ReviewPlanned) -> list[str]:
     """The items compared so far: the sample, plus the scan chunks the policy has asked for."""
     ids = list(plan.sample)
-    rest = list(plan.scan)
+    # One skill (prev == curr) is scored once per item: no pair can change, nothing to scan for.
+    rest = list(plan.scan) if plan.prev_hash != plan.curr_hash else []
     while rest:
         pairs = _pairs(state, plan, ids)
         if len(pairs) < len(ids):

@@ -704,6 +704,16 @@ def test_review_pending_rolls_one_skill_when_prev_is_curr() -> None:
     ]
 
 
+def test_review_changed_does_not_scan_when_prev_is_curr() -> None:
+    # One skill scored once per item: no pair can be improved or regressed, so a top-up scan
+    # would roll out the whole train split for nothing.
+    plan = review_plan("changed", 2, ["a", "b"], ["c", "d", "e", "f"], same=True)
+    state = reduce([reviewed(H1, "a", 1), reviewed(H1, "b", 0)])
+    assert window(state, plan) == ["a", "b"]
+    assert pending(state, plan) == ()
+    assert pairs(state, plan) == []
+
+
 # --- config ---------------------------------------------------------------------------------
 
 ENV = {"name": "sim", "skill_init": "x.md"}
