@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from commands.bench import bench_app
 from commands.errors import CheckFailed, InputError, RunFailed
 from ledger.store import CorruptEvent, LedgerError
 
@@ -38,6 +39,7 @@ skill_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(skill_app, name="skill")
+app.add_typer(bench_app, name="bench")
 
 
 DbOpt = Annotated[
@@ -197,11 +199,19 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _open(db: str, run: str | None) -> tuple[Any, Any]:
+def _open(db: str, run: str | None, bench_ok: bool = False) -> tuple[Any, Any]:
+    """The ledger and a run (default: the most recent training run). A bench run (`skillopt
+    bench`) has no trainer state: only commands that read any run pass bench_ok."""
     from ledger.store import Ledger
 
     ledger = _track(Ledger.open(db))
-    return ledger, ledger.find_run(run)
+    row = ledger.find_run(run, None if bench_ok else "train")
+    if row.kind == "bench" and not bench_ok:
+        raise InputError(
+            f"run {row.name} is a bench run, not a training run; its report: skillopt bench "
+            f"closed-loop --name {row.name} (same options); its events: skillopt events"
+        )
+    return ledger, row
 
 
 def _event_line(e: Any) -> str:
@@ -354,7 +364,7 @@ def events(
     json_: JsonOpt = False,
 ) -> None:
     """List the run's events (seq, type, key facts)."""
-    ledger, row = _open(db, run)
+    ledger, row = _open(db, run, bench_ok=True)
     rows = [e for e in ledger.read(row.id) if type_ is None or e.type == type_]
     if json_:
         emit_json([e.as_json() for e in rows])
@@ -516,7 +526,8 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
 @app.command()
 @cli_errors
 def runs(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
-    """List the runs of a ledger, oldest first."""
+    """List the runs of a ledger, oldest first, with their kind (train, or bench)."""
+    from commands.bench import bench_phase
     from commands.runner import load_state
     from ledger.store import Ledger
     from machine.views import phase_of
@@ -524,8 +535,12 @@ def runs(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
     ledger = _track(Ledger.open(db))
     rows = []
     for row in ledger.runs():
-        entry = {"run": row.name, "id": row.id, "created_at": row.created_at}
+        entry = {"run": row.name, "id": row.id, "kind": row.kind, "created_at": row.created_at}
         try:
+            if row.kind == "bench":  # no trainer state: its own phrase
+                events, phase = bench_phase(ledger, row.id)
+                rows.append(entry | {"events": events, "phase": phase, "best_score": None})
+                continue
             state = load_state(ledger, row.id)
         except CorruptEvent as exc:  # one bad run must not hide the others
             rows.append(

@@ -1,0 +1,580 @@
+"""`skillopt bench closed-loop`: the closed-loop benchmark of the seed, on the ledger.
+
+Every task runs with the target model of each config (no optimization): generate, run in the
+sandbox, classify, repair up to the retry cap (adapters/closed_loop.py). The bench is a run of
+kind `bench` in the ledger: `bench.started` records the plan (configs, skill hashes, task ids),
+one `bench.task` per task and config records every attempt (tokens, outcome, category, program
+and output excerpts by blob hash, the call id), `bench.completed` the totals. Measured wall
+times go to the `timings` table, next to the events and outside their hash chain, so the events
+of two identical benches are identical. Model calls go through the call journal: a bench run
+again under its name resumes where it stopped and pays for no recorded call twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+from adapters.protocol import AdapterError, ChatModel, DataSource, Item
+from commands.errors import InputError, RunFailed
+
+if TYPE_CHECKING:  # imported when a bench runs: `skillopt --help` stays quick
+    from adapters.closed_loop import ClosedLoopEnvironment, Episode
+    from ledger.store import Ledger, StoredEvent
+    from machine.config import SkilloptConfig
+    from machine.events import BenchCompleted, BenchStarted, BenchTask
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "examples" / "closed_loop.yaml"
+SPLITS = ("train", "selection", "test")
+EXCERPT = 2000  # stdout / stderr kept per attempt (the sandbox caps what it captures)
+
+bench_app = typer.Typer(
+    help="Benchmarks: run tasks with the target model of one or more configs, no optimization; "
+    "every attempt is recorded in the ledger as a run of kind bench.",
+    no_args_is_help=True,
+)
+
+
+def _cli_errors(fn: F) -> F:
+    """The CLI's error mapping (one line, exit 2 / 1), imported when called: commands.cli
+    imports this module to register it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from commands.cli import cli_errors
+
+        return cli_errors(fn)(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclass
+class Arm:
+    """One config of the bench: its environment, target model settings and skill."""
+
+    label: str
+    path: Path
+    config: SkilloptConfig
+    data: dict[str, Any]
+    config_sha256: str
+    env: ClosedLoopEnvironment
+    skill: str
+
+
+def _excerpt(text: str) -> str:
+    return text if len(text) <= EXCERPT else text[:EXCERPT] + f"... [{len(text) - EXCERPT} more]"
+
+
+def _read_text(path: Path, what: str) -> str:
+    if not path.is_file():
+        raise InputError(f"{what} {path} not found")
+    try:
+        return path.read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+
+
+def _source(env_config: Any) -> DataSource | None:
+    if env_config.split_dir is None and env_config.data_path is None:
+        return None
+    return DataSource(
+        env_config.split_dir, env_config.data_path, env_config.ratio(), env_config.split_seed
+    )
+
+
+def _load_arms(
+    paths: list[Path], overrides: list[str], skill_file: Path | None, tasks: Path | None
+) -> tuple[list[Arm], DataSource | None]:
+    """Configs, their environments (all on the task source of the first config, or --tasks),
+    their skills; every problem is an InputError naming the file."""
+    from adapters.closed_loop import ClosedLoopEnvironment
+    from commands.config_files import load_config
+    from machine.canonical import sha256_text
+    from machine.config import ConfigError, validate_config
+
+    source: DataSource | None = None
+    if tasks is not None:
+        tasks = tasks.resolve()
+        if tasks.is_dir():
+            source = DataSource(split_dir=str(tasks))
+        elif tasks.is_file():
+            source = DataSource(data_path=str(tasks), split_ratio=(1.0, 0.0, 0.0), split_seed=0)
+        else:
+            raise InputError(f"--tasks {tasks}: not found")
+    skill_text = _read_text(skill_file, "--skill file") if skill_file is not None else None
+    arms: list[Arm] = []
+    labels: set[str] = set()
+    for path in paths:
+        loaded = load_config(path, overrides)
+        for line in loaded.warnings:
+            sys.stderr.write(f"warning: {path}: {line}\n")
+        config, data = loaded.config, dict(loaded.data)
+        if config.env.name != "closed_loop":
+            raise InputError(
+                f"{path}: env.name is {config.env.name!r}; bench closed-loop needs a "
+                "closed_loop config (its models.target is what runs)"
+            )
+        env_data = dict(data["env"])
+        for key in ("split_dir", "data_path"):  # relative to the config file, recorded absolute
+            if env_data.get(key) is not None:
+                env_data[key] = str((path.parent / env_data[key]).resolve())
+        data["env"] = env_data
+        try:
+            config = validate_config(data)
+        except ConfigError as exc:
+            raise InputError(f"{path}: {exc}") from None
+        if not arms and source is None:
+            source = _source(config.env)
+        if skill_text is None:
+            skill = _read_text(
+                (path.parent / config.env.skill_init).resolve(), f"{path}: env.skill_init:"
+            )
+        else:
+            skill = skill_text
+        try:
+            env = ClosedLoopEnvironment(config.env.options, source)
+        except AdapterError as exc:  # an option names its config; a bad row names its file
+            raise InputError(
+                f"{path}: {exc}" if str(exc).startswith("env.") else str(exc)
+            ) from None
+        label, n = path.stem, 2
+        while label in labels:
+            label, n = f"{path.stem}-{n}", n + 1
+        labels.add(label)
+        digest = sha256_text(path.read_text("utf-8"))
+        arms.append(Arm(label, path, config, data, digest, env, skill))
+    return arms, source
+
+
+def _plan_items(
+    arm: Arm, tasks: Path | None, splits: list[str], wanted: list[str]
+) -> tuple[list[Item], dict[str, Any]]:
+    """The tasks of the plan in order, and where they came from."""
+    from adapters.splits import read_rows
+
+    env = arm.env
+    if tasks is not None and tasks.is_file():
+        items = {i.id: i for i in env.items("train")}  # one file: every row, shuffled
+        order = [str(r["id"]) for r in read_rows(tasks.resolve())]
+        plan = [items[i] for i in order if i in items]
+        source: dict[str, Any] = {"tasks_file": str(tasks.resolve())}
+        source["sha256"] = env.split_manifest().get("source_sha256", "")
+    else:
+        plan = [i for split in splits for i in env.items(split)]  # type: ignore[arg-type]
+        source = dict(env.split_manifest()) | {"splits": list(splits)}
+    if not plan:
+        raise InputError(f"{arm.path}: no tasks (splits {', '.join(splits)})")
+    if wanted:
+        known = {i.id for i in plan}
+        unknown = [t for t in wanted if t not in known]
+        if unknown:
+            some = ", ".join(i.id for i in plan[:3])
+            raise InputError(
+                f"--task {unknown[0]}: unknown task id ({len(plan)} tasks planned, e.g. {some})"
+            )
+        plan = [i for i in plan if i.id in set(wanted)]
+    return plan, source
+
+
+def _attempt_records(episode: Episode, call_ids: list[str]) -> tuple[list[Any], list[str]]:
+    """The events' per-attempt records, and the texts they refer to by hash."""
+    from machine.canonical import sha256_text
+    from machine.events import BenchAttempt, Tokens
+
+    records, texts = [], []
+    for i, a in enumerate(episode.attempts):
+        stdout, stderr = _excerpt(a.stdout), _excerpt(a.stderr)
+        texts += [a.reply, stdout, stderr] + ([a.program] if a.program else [])
+        records.append(
+            BenchAttempt(
+                attempt=a.index,
+                kind=a.kind,  # type: ignore[arg-type]
+                outcome=a.outcome,  # type: ignore[arg-type]
+                category=a.category,
+                detail=a.detail,
+                exit_code=a.exit_code,
+                tokens=Tokens(input=a.input_tokens, output=a.output_tokens, cached=a.cached_tokens),
+                same_as=a.same_as,
+                reply_hash=sha256_text(a.reply),
+                program_hash=sha256_text(a.program) if a.program else None,
+                stdout_hash=sha256_text(stdout),
+                stderr_hash=sha256_text(stderr),
+                call_id=call_ids[i] if i < len(call_ids) else "",
+            )
+        )
+    return records, texts
+
+
+@bench_app.command("closed-loop")
+@_cli_errors
+def closed_loop(
+    tasks: Annotated[
+        Path | None,
+        typer.Option(
+            "--tasks",
+            help="A JSON/JSONL file of tasks {id, description, expected_output, task_type, "
+            "language?} (or a split directory); default: the first config's task set (the "
+            "shipped one).",
+        ),
+    ] = None,
+    config: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--config",
+            help="A closed_loop config; its models.target runs (repeatable: one column per "
+            "config). Default: examples/closed_loop.yaml (the offline model).",
+        ),
+    ] = None,
+    retry_cap: Annotated[
+        int | None, typer.Option("--retry-cap", help="Attempts per task (env.options.retry_cap).")
+    ] = None,
+    task: Annotated[
+        list[str] | None, typer.Option("--task", help="Only this task id (repeatable).")
+    ] = None,
+    split: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--split", help="Only this split of the task set: train, selection, test (repeatable)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            help="Work on the first N tasks of the plan only; the bench stays open and the same "
+            "command without --limit finishes it.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List tasks and expected outputs; call no model.")
+    ] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Write NAME.json and NAME.md into this directory."),
+    ] = None,
+    skill: Annotated[
+        Path | None,
+        typer.Option(
+            "--skill",
+            help="The skill every config's target reads (e.g. from `skillopt skill export best "
+            "-o best.md`); default: each config's env.skill_init.",
+        ),
+    ] = None,
+    db: Annotated[
+        str,
+        typer.Option("--db", envvar="SKILLOPT_DB", help="Ledger: a SQLite path or SQLAlchemy URL."),
+    ] = "skillopt.db",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            help="Run name; an existing bench of that name resumes (recorded tasks are not run "
+            "again). Default: derived from the plan, so the same command resumes.",
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a key of every config: --set key.path=value."),
+    ] = None,
+) -> None:
+    """Run closed-loop code tasks with the target model of each config and report the seed's
+    per-task economics (tokens, repair tokens by turn, attempts, wall time, outcome) and
+    `K/N runs succeeded`. Every attempt is recorded in the ledger (a run of kind bench)."""
+    from machine.bench import render_task_list
+
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit {limit}: must be >= 1")
+    if retry_cap is not None and retry_cap < 1:
+        raise InputError(f"--retry-cap {retry_cap}: must be >= 1")
+    splits = list(dict.fromkeys(split or SPLITS))
+    bad = [s for s in splits if s not in SPLITS]
+    if bad:
+        raise InputError(f"--split {bad[0]}: unknown split (known: {', '.join(SPLITS)})")
+    if split and tasks is not None and tasks.is_file():
+        raise InputError("--split applies to a task set with splits, not to a --tasks file")
+    if output is not None and not output.parent.is_dir():
+        raise InputError(f"-o {output}: directory {output.parent} does not exist")
+    if output is not None and output.exists() and not output.is_dir():
+        raise InputError(f"-o {output}: not a directory")
+    paths = list(config or [])
+    if not paths:
+        if not DEFAULT_CONFIG.is_file():
+            raise InputError(f"no --config given and {DEFAULT_CONFIG} is not there; pass --config")
+        paths = [DEFAULT_CONFIG]
+    overrides = list(set_ or [])
+    if retry_cap is not None:
+        overrides.append(f"env.options.retry_cap={retry_cap}")
+    arms, _ = _load_arms(paths, overrides, skill, tasks)
+    plan, source = _plan_items(arms[0], tasks, splits, list(dict.fromkeys(task or [])))
+    if dry_run:
+        rows = [
+            {
+                "id": i.id,
+                "task_type": i.task_type,
+                "description": i.data["description"],
+                "expected_output": i.data["expected_output"],
+            }
+            for i in plan[:limit]
+        ]
+        if json_:
+            _emit_json(rows)
+        else:
+            sys.stdout.write(render_task_list(rows))
+        return
+    try:
+        _run_bench(arms, plan, source, limit, json_, output, db, name)
+    except KeyboardInterrupt:
+        sys.stderr.write(
+            "interrupted: every task recorded so far is kept; the same command (with --name) "
+            "continues\n"
+        )
+        raise typer.Exit(130) from None
+
+
+def _emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def _run_bench(
+    arms: list[Arm],
+    plan: list[Item],
+    source: dict[str, Any],
+    limit: int | None,
+    json_: bool,
+    output: Path | None,
+    db: str,
+    name: str | None,
+) -> None:
+    from commands.context import fingerprint
+    from ledger.store import Ledger
+    from machine.canonical import canonical_json, sha256_text
+    from machine.events import BenchArm, BenchStarted
+
+    records = []
+    for arm in arms:
+        by_id = {i.id: i for s in SPLITS for i in arm.env.items(s)}  # type: ignore[arg-type]
+        missing = [i.id for i in plan if i.id not in by_id]
+        if missing:
+            raise InputError(
+                f"{arm.path}: task {missing[0]} is not in this config's environment "
+                "(env.options.task_types?)"
+            )
+        target = arm.config.models.target
+        records.append(
+            BenchArm(
+                label=arm.label,
+                config=arm.data,
+                config_sha256=arm.config_sha256,
+                backend=target.backend,
+                model=target.model,
+                skill_hash=sha256_text(arm.skill),
+                retry_cap=arm.env.retry_cap,
+                fingerprint=fingerprint([by_id[i.id] for i in plan]),
+            )
+        )
+    planned = BenchStarted(
+        run_name="",
+        env="closed_loop",
+        arms=records,
+        task_ids=[i.id for i in plan],
+        source=source,
+        skillopt_version=_version(),
+    )
+    identity = planned.model_dump(exclude={"run_name", "skillopt_version"}, mode="json")
+    name = name or "bench-" + sha256_text(canonical_json(identity))[:10]
+    planned = planned.model_copy(update={"run_name": name})
+    ledger = Ledger.open(db, create=True)
+    try:
+        run_id = _open_or_create(ledger, name, planned, identity, arms)
+        _work(ledger, run_id, arms, plan, limit)
+        _report(ledger, run_id, json_, output)
+    finally:
+        ledger.close()
+
+
+def _open_or_create(
+    ledger: Ledger, name: str, planned: BenchStarted, identity: dict[str, Any], arms: list[Arm]
+) -> str:
+    """The run id of the bench `name`: created with the plan, or an existing bench whose
+    recorded plan is this one (resumed)."""
+    from commands.clock import utc_now
+    from machine.bench import plan_difference
+    from machine.canonical import canonical_json, sha256_text
+    from machine.events import BenchStarted
+
+    existing = next((r for r in ledger.runs() if r.name == name), None)
+    if existing is None:
+        run_id = "r" + sha256_text(canonical_json([name, identity]))[:12]
+        snapshot = {"kind": "bench", "configs": [a.data for a in arms]}
+        ledger.create_run(run_id, name, snapshot, utc_now(), planned, kind="bench")
+        return run_id
+    if existing.kind != "bench":
+        raise InputError(f"run {name!r} is a {existing.kind} run, not a bench; pick another --name")
+    first = ledger.read(existing.id, 1)
+    recorded = first[0].event() if first else None
+    if not isinstance(recorded, BenchStarted):
+        raise InputError(f"bench {name!r} has no bench.started event; pick another --name")
+    why = plan_difference(recorded, planned)
+    if why is not None:
+        raise InputError(
+            f"bench {name!r} was started with another plan ({why}); repeat its command or "
+            "pick another --name"
+        )
+    return existing.id
+
+
+def _recorded(
+    ledger: Ledger, run_id: str
+) -> tuple[BenchStarted, list[BenchTask], BenchCompleted | None, list[StoredEvent]]:
+    """(bench.started, bench.task events, bench.completed or None, every stored event)."""
+    from ledger.store import CorruptEvent
+    from machine.events import BenchCompleted, BenchStarted, BenchTask
+
+    stored = ledger.read(run_id)
+    events = [e.event() for e in stored]
+    if not events or not isinstance(events[0], BenchStarted):
+        raise CorruptEvent(run_id, 1, "a bench run must start with bench.started")
+    tasks = [e for e in events if isinstance(e, BenchTask)]
+    completed = next((e for e in events if isinstance(e, BenchCompleted)), None)
+    return events[0], tasks, completed, stored
+
+
+def _work(
+    ledger: Ledger, run_id: str, arms: list[Arm], plan: list[Item], limit: int | None
+) -> None:
+    """Run every (task, config) of the plan not recorded yet, one event per finished task."""
+    from adapters.registry import make_model
+    from commands.clock import utc_now
+    from commands.context import role_settings
+    from commands.journal import JournaledModel
+    from ledger.store import ConflictError
+    from machine.bench import plan_keys, totals
+    from machine.events import BenchCompleted, BenchTask
+
+    started, tasks, completed, stored = _recorded(ledger, run_id)
+    if completed is not None:
+        return
+    seq = len(stored)
+    done = {(t.arm, t.task_id) for t in tasks}
+    allowed = {i.id for i in plan[:limit]}
+    todo = [k for k in plan_keys(started) if k not in done and k[1] in allowed]
+    models: dict[int, ChatModel] = {}
+    items = [{i.id: i for s in SPLITS for i in a.env.items(s)} for a in arms]  # type: ignore[arg-type]
+    total = len(plan_keys(started))
+    for n, (arm_index, task_id) in enumerate(todo, start=len(done) + 1):
+        arm = arms[arm_index]
+        if arm_index not in models:
+            try:
+                models[arm_index] = make_model(role_settings(arm.config, "target"))
+            except AdapterError as exc:
+                raise InputError(f"{arm.path}: {exc}") from None
+        item = items[arm_index][task_id]
+        model = JournaledModel(
+            models[arm_index], ledger, run_id, "target", 0, "bench", f"{arm_index}:{task_id}",
+            utc_now,
+        )  # fmt: skip
+        start = time.monotonic()
+        try:
+            episode = arm.env.solve(item, arm.skill, model)
+        except Exception as exc:
+            raise RunFailed(
+                f"bench stopped at task {task_id} ({arm.label}): {type(exc).__name__}: {exc}; "
+                f"the {n - 1} task runs recorded are kept, the same command continues"
+            ) from exc
+        wall = time.monotonic() - start
+        attempts, texts = _attempt_records(episode, model.call_ids)
+        trajectory = arm.env.trajectory(item, episode)
+        (trajectory_hash,) = ledger.put_blobs([trajectory])
+        ledger.put_blobs(texts)
+        event = BenchTask(
+            arm=arm_index,
+            task_id=task_id,
+            task_type=item.task_type,
+            expected=episode.expected,
+            outcome=episode.outcome,  # type: ignore[arg-type]
+            hard=episode.hard,
+            soft=episode.soft,
+            fail_reason=episode.fail_reason,
+            attempts=attempts,
+            trajectory_hash=trajectory_hash,
+        )
+        try:
+            (stored,) = ledger.append(run_id, seq, [event], utc_now())
+        except ConflictError as exc:
+            raise RunFailed(f"{exc}; the tasks recorded so far are kept") from None
+        seq = stored.seq
+        sandbox = [round(a.wall_time_s, 4) for a in episode.attempts]
+        ledger.put_timing(run_id, seq, wall, json.dumps({"sandbox_s": sandbox}))
+        tasks.append(event)
+        sys.stderr.write(
+            f"[{n}/{total}] {task_id} ({arm.label}): {episode.outcome} after "
+            f"{len(episode.attempts)} attempt(s), {wall:.2f}s\n"
+        )
+    if len(tasks) == len(plan_keys(started)):
+        ledger.append(run_id, seq, [BenchCompleted(totals=totals(started, tasks))], utc_now())
+
+
+def bench_report(ledger: Ledger, run_id: str) -> dict[str, Any]:
+    """The JSON report of a bench run, from the ledger alone."""
+    from machine.bench import report_data
+
+    started, tasks, completed, stored = _recorded(ledger, run_id)
+    row = ledger.find_run(run_id)
+    keys = {
+        e.seq: (e.payload["arm"], e.payload["task_id"]) for e in stored if e.type == "bench.task"
+    }
+    wall, sandbox = {}, {}
+    for seq, timing in ledger.timings(run_id).items():
+        if seq in keys:
+            wall[keys[seq]] = timing.wall_time_s
+            sandbox[keys[seq]] = json.loads(timing.detail).get("sandbox_s", [])
+    run = {"name": row.name, "id": row.id, "created_at": row.created_at}
+    return report_data(run, started, tasks, completed, wall, sandbox)
+
+
+def bench_phase(ledger: Ledger, run_id: str) -> tuple[int, str]:
+    """(events, a status phrase) of a bench run, for `skillopt runs`."""
+    from machine.bench import status
+
+    started, tasks, completed, stored = _recorded(ledger, run_id)
+    return len(stored), status(started, tasks, completed)
+
+
+def _report(ledger: Ledger, run_id: str, json_: bool, output: Path | None) -> None:
+    from machine.bench import render_markdown
+
+    data = bench_report(ledger, run_id)
+    text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+    markdown = render_markdown(data)
+    if output is not None:
+        output.mkdir(exist_ok=True)
+        (output / f"{data['run']}.json").write_text(text, "utf-8")
+        (output / f"{data['run']}.md").write_text(markdown, "utf-8")
+        sys.stderr.write(f"wrote {output / data['run']}.json and .md\n")
+        if not json_:
+            print(data["summary"])
+    if json_:
+        sys.stdout.write(text)
+    elif output is None:
+        sys.stdout.write(markdown)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("skillopt")
+    except PackageNotFoundError:
+        return "0+unknown"
