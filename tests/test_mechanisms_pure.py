@@ -1327,3 +1327,34 @@ def test_epoch_end_without_mechanisms_completes_at_once() -> None:
             (skipped_step(2, 2, H0)[1], CompleteEpoch(2)),
         ],
     )
+
+
+def rejected_step(optimizer: dict[str, Any], *middle: ev.Event) -> TrainerState:
+    """Step 1 of a mode's run rejected (candidate 0.4 against 0.5) and completed."""
+    verdict = decided(optimizer, proposal("m1", edits=[EDIT]))[-2:]  # evaluated, reject
+    done = ev.StepCompleted(
+        step=1,
+        epoch=1,
+        action="reject",
+        current_hash=H0,
+        current_score=0.5,
+        best_hash=H0,
+        best_score=0.5,
+        best_step=0,
+    )
+    return reduce([*reflecting(optimizer), *middle, built_candidate(H1), *verdict, done])
+
+
+def test_step_buffer_rejected_rows_of_the_rewrite_modes() -> None:
+    merged = ev.PatchesMerged(step=1, nodes=[], root="n", edits=[], suggestions=[SUGGESTION])
+    state = rejected_step(
+        {"skill_update_mode": "rewrite"}, merged, selected_edits([], [SUGGESTION])
+    )
+    (entry,) = step_buffer(state, 1, 2)
+    assert (entry.score_before, entry.score_after) == (0.5, 0.4)
+    assert entry.rejected == (SUGGESTION.summary(160),)
+    cand = SkillCandidate(title="whole skill", skill_hash=H1)
+    merged = ev.PatchesMerged(step=1, nodes=[], root="n", edits=[], skill_candidates=[cand])
+    state = rejected_step({"skill_update_mode": "full_rewrite"}, merged)
+    (entry,) = step_buffer(state, 1, 2)
+    assert entry.rejected == ("[rewrite] whole skill",)
