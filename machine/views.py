@@ -171,11 +171,14 @@ def step_mechanisms(state: TrainerState, step: int) -> dict[str, Any]:
             "consolidated": None
             if c is None
             else {"kept": c.kept, "before": c.before, "after": len(c.notes)},
-            "gate": None
-            if g is None
-            else {"action": g.action, "score": g.gate_score, "rule": g.rule},
+            "gate": _verdict(g),
         },
     }
+
+
+def _verdict(g: Any) -> dict[str, Any] | None:
+    """A slow-update or appendix gate verdict, as reports show it."""
+    return None if g is None else {"action": g.action, "score": g.gate_score, "rule": g.rule}
 
 
 def epoch_boundaries(state: TrainerState) -> list[dict[str, Any]]:
@@ -210,9 +213,7 @@ def epoch_boundaries(state: TrainerState) -> list[dict[str, Any]]:
                     "action": su.action,
                     "skill_hash": su.skill_hash,
                     "content_hash": su.content_hash,
-                    "gate": None
-                    if g is None
-                    else {"action": g.action, "score": g.gate_score, "rule": g.rule},
+                    "gate": _verdict(g),
                 },
                 "meta_skill": None
                 if m is None
