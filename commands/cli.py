@@ -766,7 +766,7 @@ def fork(
     from commands.clock import utc_now
     from commands.runner import fold
     from machine.canonical import canonical_json, sha256_text
-    from machine.config import ConfigError, apply_override, validate_config
+    from machine.config import ConfigError, apply_override, recorded_config, validate_config
     from machine.config_compat import canonical_assignment, redact
     from machine.events import ForkOrigin, RunCreated, SettingsChanged
     from machine.fork import changes, fork_problems
@@ -780,7 +780,8 @@ def fork(
     state = fold(prefix)
     old = dict(state.config_data)
     try:
-        data: dict[str, Any] = old
+        # A run recorded before a mechanism existed keeps it off (see recorded_config).
+        data: dict[str, Any] = recorded_config(old).model_dump(mode="json")
         for assignment in set_ or []:
             data = apply_override(data, canonical_assignment(assignment))
         data, hidden = redact(data)

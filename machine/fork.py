@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from machine.config import LEGACY_OFF
 from machine.plans import steps_per_epoch
 from machine.state import TrainerState
 
@@ -34,8 +35,15 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
+    """Changed keys; a key the old config predates, now written with the value it was read
+    with (off: see recorded_config), is no change."""
     a, b = flatten(old), flatten(new)
-    return {k: [a.get(k), b.get(k)] for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+    legacy = {f"{section}.{key}" for section, keys in LEGACY_OFF.items() for key in keys}
+    return {
+        k: [a.get(k), b.get(k)]
+        for k in sorted(a.keys() | b.keys())
+        if a.get(k) != b.get(k) and not (k in legacy and k not in a and b.get(k) is False)
+    }
 
 
 def fork_problems(state: TrainerState, new_config: Any, diff: dict[str, list[Any]]) -> list[str]:

@@ -18,7 +18,7 @@ class _Loose(BaseModel):
 class _Budget(_Loose):
     learning_rate: int
     reasoning: str = ""
-    confidence: str = ""
+    confidence: Any = ""  # a word ("high") or a number: kept as its text
     risk_notes: list[Any] = Field(default_factory=list)
 
 

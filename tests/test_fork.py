@@ -134,3 +134,17 @@ def test_a_forged_settings_change_is_refused_by_verify(cli: Cli, small_run: Path
         )
     res = cli("replay", "--db", str(small_run), "--run", "f", "--verify", "--json")
     assert res.code == 1 and res.json()["problem"]["seq"] == seq
+
+
+def test_a_fork_of_a_run_older_than_a_mechanism_keeps_it_off() -> None:
+    from machine.config import recorded_config, validate_config
+    from machine.fork import changes
+
+    old = validate_config({"env": {"name": "sim", "skill_init": "x.md"}}).model_dump(mode="json")
+    for key in ("use_step_buffer", "use_slow_update", "use_meta_skill"):
+        del old["optimizer"][key]  # recorded before these keys existed
+    new = recorded_config(old).model_dump(mode="json")
+    assert new["optimizer"]["use_slow_update"] is False
+    assert changes(old, new) == {}  # making the old meaning explicit changes nothing
+    turned_on = {**new, "optimizer": {**new["optimizer"], "use_slow_update": True}}
+    assert changes(old, turned_on) == {"optimizer.use_slow_update": [None, True]}
