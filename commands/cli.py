@@ -14,7 +14,7 @@ from rich.console import Console
 
 from commands.bench import bench_app
 from commands.errors import CheckFailed, InputError, RunFailed
-from ledger.store import CorruptEvent, LedgerError
+from ledger.errors import CorruptEvent, LedgerError, LedgerWriteError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,7 +68,7 @@ def cli_errors(fn: F) -> F:
         except (InputError, LedgerError) as exc:
             sys.stderr.write(f"error: {exc}\n")
             raise typer.Exit(2) from None
-        except (CheckFailed, RunFailed, CorruptEvent) as exc:
+        except (CheckFailed, RunFailed, CorruptEvent, LedgerWriteError) as exc:
             sys.stderr.write(f"failed: {exc}\n")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:

@@ -10,7 +10,7 @@ from commands.clock import Clock, utc_now
 from commands.context import Progress, StageContext, build_adapters, fingerprint, split_items
 from commands.errors import InputError, RunFailed
 from commands.stages import HandlerGen, aggregate, appendix, epoch, plans, reflect, rollouts, update
-from ledger.store import ConflictError, CorruptEvent, Ledger, StoredEvent
+from ledger.store import ConflictError, CorruptEvent, Ledger, LedgerWriteError, StoredEvent
 from machine import transitions as tr
 from machine.budget import exhausted, limits, spent
 from machine.events import BudgetExhausted, Event, StageFailed
@@ -126,6 +126,8 @@ def run_stage(
         raise RunFailed(
             f"{exc}; the events appended so far are kept; run again to continue from them"
         ) from None
+    except LedgerWriteError as exc:  # recording a stage.failed would be refused too
+        raise RunFailed(f"{exc}; `skillopt run` continues once it can write") from None
     except InputError as exc:
         seq = _record_failure(ledger, run_id, result, command, exc, clock)
         raise InputError(

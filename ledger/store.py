@@ -7,6 +7,7 @@ triggers reject UPDATE and DELETE. Blobs hold the texts that events refer to by 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,30 +19,13 @@ from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
+from ledger.errors import ConflictError, CorruptEvent, LedgerError, LedgerWriteError
 from ledger.tables import BlobRow, CallRow, EventRow, RunRow, TimingRow
 from machine.canonical import GENESIS_HASH, canonical_json, event_hash, sha256_text
 from machine.events import Event, parse_event
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 TABLES = ("runs", "events", "blobs")
-
-
-class LedgerError(Exception):
-    """The ledger cannot be used as asked (missing, foreign, newer, unknown run): exit 2."""
-
-
-class CorruptEvent(Exception):
-    """A stored event that does not decode or fold: a check failed (exit 1), naming the seq."""
-
-    def __init__(self, run: str, seq: int, problem: str) -> None:
-        super().__init__(
-            f"run {run}: seq {seq}: {problem} (run `skillopt verify` for the whole ledger)"
-        )
-        self.seq = seq
-
-
-class ConflictError(Exception):
-    """Another writer appended to the run first: nothing was written, re-read and retry."""
 
 
 @dataclass(frozen=True)
@@ -92,13 +76,49 @@ def head_revision() -> str:
     return head
 
 
+def busy_timeout_s() -> float:
+    """How long a writer waits for another process's lock (env SKILLOPT_BUSY_TIMEOUT_S)."""
+    try:
+        return max(0.0, float(os.environ.get("SKILLOPT_BUSY_TIMEOUT_S", "10")))
+    except ValueError:
+        return 10.0
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Transactions are begun explicitly (see _begin) so that writers can take the lock up front.
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s() * 1000)}")
     cursor.close()
+
+
+_REFUSED = {  # what SQLite says when it cannot write -> what the user reads
+    "locked": "is locked by another process (waited {busy:g} s; env SKILLOPT_BUSY_TIMEOUT_S)",
+    "busy": "is locked by another process (waited {busy:g} s; env SKILLOPT_BUSY_TIMEOUT_S)",
+    "readonly": "is read-only (check the permissions of the file and its directory)",
+    "read-only": "is read-only (check the permissions of the file and its directory)",
+    "disk is full": "cannot grow: the disk (or the file size limit) is full",
+    "disk i/o error": "could not be written: disk I/O error (a full disk or a file size limit?)",
+}
+
+
+def _refused_writes(location: str) -> Any:
+    """A handle_error listener: a write the database refuses becomes LedgerWriteError, one
+    line naming the ledger and the cause. SQLite has rolled the transaction back whole."""
+
+    def translate(context: Any) -> None:
+        if not isinstance(context.sqlalchemy_exception, sa.exc.OperationalError):
+            return
+        detail = str(context.original_exception).strip().splitlines()[0]
+        for needle, why in _REFUSED.items():
+            if needle in detail.lower():
+                raise LedgerWriteError(
+                    f"ledger {location} {why.format(busy=busy_timeout_s())}; "
+                    "nothing of this write was recorded"
+                ) from None
+
+    return translate
 
 
 def _begin(conn: Connection) -> None:
@@ -129,6 +149,7 @@ class Ledger:
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             sa.event.listen(engine, "begin", _begin)
+            sa.event.listen(engine, "handle_error", _refused_writes(db))
         ledger = cls(engine, db)
         ledger._upgrade_or_refuse(create)
         return ledger
