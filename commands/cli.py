@@ -488,7 +488,8 @@ def report(
 @app.command()
 @cli_errors
 def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
-    """Check the schema version and every run's hash chain; exit 1 naming the first bad event."""
+    """Check the schema version, every run's hash chain and that every stored text (blob)
+    hashes to its key; exit 1 naming the first bad event or blob."""
     from ledger.store import Ledger, check_chain, head_revision
 
     ledger = _track(Ledger.open(db))
@@ -496,12 +497,16 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
     results = []
     first_bad: str | None = None
     for row in ledger.runs():
-        stored = ledger.read(row.id)
-        problem = check_chain(stored)
+        events: int | None = None
+        try:
+            stored = ledger.read(row.id)
+            events, problem = len(stored), check_chain(stored)
+        except CorruptEvent as exc:  # a stored event that is not text or not JSON
+            problem = (exc.seq, exc.problem)
         results.append(
             {
                 "run": row.name,
-                "events": len(stored),
+                "events": events,
                 "ok": problem is None,
                 "seq": problem[0] if problem else None,
                 "problem": problem[1] if problem else None,
@@ -509,16 +514,27 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
         )
         if problem and first_bad is None:
             first_bad = f"run {row.name}: seq {problem[0]}: {problem[1]}"
+    n_blobs, bad_blobs = ledger.check_blobs()
+    if bad_blobs and first_bad is None:
+        first_bad = f"blob {bad_blobs[0][:12]}: its text does not hash to its key (tampered?)"
     if revision != head_revision() and first_bad is None:
         first_bad = f"schema revision {revision} is not {head_revision()}"
     if json_:
-        emit_json({"schema": revision, "ok": first_bad is None, "runs": results})
+        emit_json(
+            {
+                "schema": revision,
+                "ok": first_bad is None,
+                "runs": results,
+                "blobs": {"count": n_blobs, "bad": bad_blobs},
+            }
+        )
     else:
         for r in results:
             print(
-                f"{r['run']}: {r['events']} events, "
+                f"{r['run']}: {r['events'] or 0} events, "
                 + ("ok" if r["ok"] else f"BAD at seq {r['seq']}")
             )
+        print(f"blobs: {n_blobs}, " + (f"{len(bad_blobs)} BAD" if bad_blobs else "ok"))
     if first_bad:
         raise CheckFailed(first_bad)
 

@@ -6,6 +6,7 @@ triggers reject UPDATE and DELETE. Blobs hold the texts that events refer to by 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -262,21 +263,40 @@ class Ledger:
         query = sa.select(EventRow).where(EventRow.run_id == run_id)
         if until is not None:
             query = query.where(EventRow.seq <= until)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(EventRow.seq)).all()
-        return [
-            StoredEvent(
-                r.run_id,
-                r.seq,
-                r.type,
-                r.version,
-                json.loads(r.payload),
-                r.recorded_at,
-                r.prev_hash,
-                r.hash,
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(query.order_by(EventRow.seq)).all()
+        except sa.exc.OperationalError as exc:
+            if "decode" in str(exc.orig).lower():
+                self._name_undecodable(run_id, until)  # raises CorruptEvent naming the seq
+            raise
+        out = []
+        for r in rows:
+            try:
+                payload = json.loads(r.payload)
+            except ValueError as exc:
+                raise CorruptEvent(run_id, r.seq, f"payload is not JSON ({exc})") from None
+            out.append(
+                StoredEvent(
+                    r.run_id, r.seq, r.type, r.version, payload, r.recorded_at, r.prev_hash, r.hash
+                )
             )
-            for r in rows
-        ]
+        return out
+
+    def _name_undecodable(self, run_id: str, until: int | None) -> None:
+        """Raise CorruptEvent for the first event with a text column that is not UTF-8."""
+        columns = ("type", "payload", "recorded_at", "prev_hash", "hash")
+        raw = ", ".join(f"CAST({c} AS BLOB)" for c in columns)
+        query = f"SELECT seq, {raw} FROM events WHERE run_id = :run"
+        query += " AND seq <= :until" if until is not None else ""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text(query + " ORDER BY seq"), {"run": run_id, "until": until})
+            for seq, *values in rows:
+                for column, value in zip(columns, values, strict=True):
+                    try:
+                        bytes(value).decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise CorruptEvent(run_id, seq, f"{column} is not UTF-8 text") from None
 
     def append(
         self, run_id: str, expected_seq: int, events: Sequence[Event], recorded_at: str
@@ -391,6 +411,22 @@ class Ledger:
 
     def put_blob(self, text: str) -> str:
         return self.put_blobs([text])[0]
+
+    def check_blobs(self) -> tuple[int, list[str]]:
+        """(blobs, keys of those whose bytes do not hash to their key), reading the bytes as
+        stored (a text that is not UTF-8 any more is one of them)."""
+        bad: list[str] = []
+        n = 0
+        sqlite = self.engine.dialect.name == "sqlite"  # elsewhere text is always valid UTF-8
+        column = "CAST(text AS BLOB)" if sqlite else "text"
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.text(f"SELECT hash, {column} FROM blobs ORDER BY hash"))
+            for key, data in rows:
+                n += 1
+                raw = bytes(data) if sqlite else str(data).encode("utf-8")
+                if hashlib.sha256(raw).hexdigest() != key:
+                    bad.append(key)
+        return n, bad
 
     def get_blobs(self, hashes: Iterable[str]) -> dict[str, str]:
         wanted = list(set(hashes))

@@ -1,0 +1,67 @@
+"""Tampering: flip one byte of a random event payload, event hash (or prev_hash) or stored text
+(blob) of a copy of a finished ledger, 200 times with a fixed seed. `skillopt verify` catches
+every flip: exit 1 with one line that names the event's seq or the blob, never a traceback,
+even when the flipped byte leaves a text that is not UTF-8 or a payload that is not JSON."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import sqlite3
+from pathlib import Path
+
+from tests.conftest import EXAMPLE, SMALL, Cli
+
+FLIPS = 200
+SEED = 1312
+
+
+def flip_one_byte(db: Path, rng: random.Random) -> tuple[str, str]:
+    """Flip a byte in place; returns (what, the name verify must give: 'seq N' or 'blob H')."""
+    kind = rng.choice(["payload", "hash", "blob"])
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TRIGGER IF EXISTS events_no_update")
+        if kind == "blob":
+            table, column = "blobs", "text"
+        else:
+            table, column = (
+                "events",
+                kind if kind == "payload" else rng.choice(["hash", "prev_hash"]),
+            )
+        (n,) = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+        rowid, key, value = conn.execute(
+            f"SELECT rowid, {'hash' if table == 'blobs' else 'seq'}, CAST({column} AS BLOB) "
+            f"FROM {table} ORDER BY rowid LIMIT 1 OFFSET ?",
+            (rng.randrange(n),),
+        ).fetchone()
+        data = bytearray(value)
+        at = rng.randrange(len(data))
+        data[at] ^= rng.randrange(1, 256)
+        conn.execute(
+            f"UPDATE {table} SET {column} = CAST(? AS TEXT) WHERE rowid = ?", (bytes(data), rowid)
+        )
+    what = f"{table}.{column} of {key if table == 'events' else key[:12]} at byte {at}"
+    return what, (f"seq {key}" if table == "events" else f"blob {key[:12]}")
+
+
+def test_every_flipped_byte_is_caught_by_verify(cli: Cli, tmp_path: Path) -> None:
+    original = tmp_path / "original.db"
+    assert cli("init", str(EXAMPLE), "--db", str(original), "--name", "t", *SMALL).code == 0
+    assert cli("run", "--db", str(original)).code == 0
+    assert cli("verify", "--db", str(original)).code == 0
+    rng = random.Random(SEED)
+    missed, kinds = [], set()
+    for _ in range(FLIPS):
+        copy = tmp_path / "copy.db"
+        shutil.copy(original, copy)
+        what, name = flip_one_byte(copy, rng)
+        kinds.add(what.split(" ")[0])
+        res = cli("verify", "--db", str(copy), "--json")
+        lines = res.err.strip().splitlines()
+        caught = res.code == 1 and len(lines) == 1 and lines[0].startswith("failed: ")
+        if not (caught and name in lines[0] and not json.loads(res.out)["ok"]):
+            missed.append((what, res.code, res.err.strip()[:200]))
+        copy.unlink()
+    assert kinds == {"events.payload", "events.hash", "events.prev_hash", "blobs.text"}
+    assert missed == []
