@@ -33,6 +33,8 @@ class Fault:
     body: bytes | None = None  # raw body (malformed or truncated JSON) instead of an error
     huge: int = 0  # a well-formed answer of this many characters instead of an error
     content_type: str = "application/json"
+    text: str | None = None  # a well-formed answer with this text instead of an error
+    model: str | None = None  # only a request for this model takes the fault
 
 
 @dataclass
@@ -188,12 +190,15 @@ class FakeProvider:
                 body = json.loads(raw)
                 anthropic = self.path.endswith("/messages")
                 with fake.lock:
-                    fault = fake.faults.popleft() if fake.faults else None
-                status = fault.status if fault and fault.body is None and not fault.huge else 200
+                    fault = next((f for f in fake.faults if f.model in (None, body["model"])), None)
+                    if fault is not None:
+                        fake.faults.remove(fault)
+                answer = fault is not None and (fault.huge or fault.text is not None)
+                status = fault.status if fault and fault.body is None and not answer else 200
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 fake.log.append(Logged(self.path, headers, body, status))
-                if fault is not None and fault.huge:
-                    text = "x" * fault.huge
+                if fault is not None and answer:
+                    text = fault.text if fault.text is not None else "x" * fault.huge
                     out = (
                         fake.anthropic_body(body, text)
                         if anthropic
