@@ -31,6 +31,7 @@ HANDLERS: dict[type[tr.Command], Handler] = {
     tr.Select: update.select,
     tr.Update: update.update,
     tr.EvaluateCandidate: rollouts.evaluate_candidate,
+    tr.EvaluateReference: rollouts.evaluate_reference,
     tr.Gate: update.gate,
     tr.CompleteStep: update.complete_step,
     tr.FlushAppendix: appendix.flush_appendix,

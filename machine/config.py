@@ -147,6 +147,22 @@ class EvaluationConfig(_Section):
     sel_env_num: int = Field(default=0, ge=0, description="0 = the whole selection split")
     test_env_num: int = Field(default=0, ge=0, description="0 = the whole test split")
     eval_test: bool = True
+    early_reject: bool = Field(
+        default=False,
+        description="stop a gated skill's selection rollout once it provably cannot pass "
+        "(same verdicts; a rejected skill then has no full selection score)",
+    )
+    early_reject_order: Literal["plan", "weakest_first"] = Field(
+        default="plan",
+        description="early reject's item order: the selection split's, or the items the current "
+        "skill scores lowest on first (where a losing candidate's losses show soonest)",
+    )
+    gate_rule: Literal["strict", "paired"] = Field(
+        default="strict",
+        description="strict: candidate > current; paired: the mean per-item gain over the "
+        "current skill must exceed gate_margin standard errors",
+    )
+    gate_margin: float = Field(default=1.0, ge=0.0, description="paired: standard errors")
 
 
 class EnvConfig(_Section):

@@ -327,6 +327,42 @@ class StepSkipped(Event):
     skill_hash: str
 
 
+def _without_none(out: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """Leave out optional fields added later while unset: a run that does not use them records
+    what it always did."""
+    for key in keys:
+        if out.get(key) is None:
+            out.pop(key, None)
+    return out
+
+
+class EarlyStop(BaseModel):
+    """evaluation.early_reject: the selection rollout stopped once even the best possible scores
+    on the unscored items could not pass the gate (machine/gate_rules.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    rule: Literal["strict", "paired"]  # the criterion bounded (the gate rule that decides)
+    evaluated: int  # items scored when it stopped
+    total: int  # items of the selection split
+    # strict: the candidate's gate score had every unscored item scored the maximum;
+    # paired: the mean per-item difference against the current skill, likewise
+    bound: float
+    threshold: float  # what the bound needed to exceed: the current score (strict), 0 (paired)
+
+
+class PairedGate(BaseModel):
+    """evaluation.gate_rule paired: per-item differences candidate - current skill on the
+    selection split, in the gate metric; accept iff mean_diff > margin x se (exactly)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    applied: bool  # False: the strict rule decided (reason says why)
+    margin: float
+    n: int = 0
+    mean_diff: float | None = None
+    se: float | None = None  # sqrt(sample variance / n); None when n < 2
+    reason: str = ""
+
+
 @register
 class CandidateEvaluated(Event):
     TYPE = "candidate.evaluated"
@@ -338,6 +374,12 @@ class CandidateEvaluated(Event):
     metric: str
     gate_score: float
     cache_hit: bool
+    # evaluation.early_reject: the rollout stopped once the verdict was settled; n, hard, soft and
+    # gate_score are then over the `early_stop.evaluated` items scored (None: a full pass).
+    early_stop: EarlyStop | None = None
+
+    def payload(self) -> dict[str, Any]:
+        return _without_none(super().payload(), "early_stop")
 
 
 @register
@@ -353,6 +395,10 @@ class GateDecided(Event):
     current_score: float
     best_score: float
     rule: str
+    paired: PairedGate | None = None  # evaluation.gate_rule paired: its statistics
+
+    def payload(self) -> dict[str, Any]:
+        return _without_none(super().payload(), "paired")
 
 
 class ConsolidationRecord(BaseModel):
@@ -453,6 +499,11 @@ class UpdateGated(Event):
     current_score: float
     best_score: float
     rule: str
+    early_stop: EarlyStop | None = None  # as in candidate.evaluated
+    paired: PairedGate | None = None  # as in gate.decided
+
+    def payload(self) -> dict[str, Any]:
+        return _without_none(super().payload(), "early_stop", "paired")
 
 
 @register

@@ -8,7 +8,7 @@ from typing import Any
 
 from machine import events as ev
 from machine.config import recorded_config
-from machine.scoring import aggregate
+from machine.scoring import aggregate, effects
 from machine.state import (
     ItemScore,
     SelectionScore,
@@ -193,7 +193,9 @@ def _skipped(s: TrainerState, e: ev.StepSkipped) -> TrainerState:
 
 @on(ev.CandidateEvaluated)
 def _evaluated(s: TrainerState, e: ev.CandidateEvaluated) -> TrainerState:
-    return _with_progress(_cache(s, e.skill_hash, e), evaluated=e)
+    if e.early_stop is None:  # a stopped rollout is no measured score: never a cache hit
+        s = _cache(s, e.skill_hash, e)
+    return _with_progress(s, evaluated=e)
 
 
 @on(ev.GateDecided)
@@ -231,6 +233,7 @@ def _record(s: TrainerState, e: ev.StepCompleted) -> StepRecord:
         edits=_edit_rows(p),
         current_hash=e.current_hash,
         best_hash=e.best_hash,
+        stopped_after=ev_.early_stop.evaluated if ev_ and ev_.early_stop else None,
     )
 
 
@@ -309,14 +312,15 @@ def _meta_skill(s: TrainerState, e: ev.MetaSkillDone) -> TrainerState:
 
 @on(ev.UpdateGated)
 def _update_gated(s: TrainerState, e: ev.UpdateGated) -> TrainerState:
-    s = _cache(s, e.skill_hash, e)
+    if e.early_stop is None:
+        s = _cache(s, e.skill_hash, e)
     if e.kind == "appendix":
         return _with_progress(s, appendix_gate=e)
     s = replace(s, slow_gates={**s.slow_gates, e.epoch: e})
     origin = f"slow update (epoch {e.epoch})"
     if e.action != "reject":
         s = replace(s, current_hash=e.skill_hash, current_score=e.gate_score, current_origin=origin)
-    if e.gate_score > s.best_score:
+    if effects(e.action, e.gate_score, s.best_score)[1]:
         s = replace(
             s, best_hash=e.skill_hash, best_score=e.gate_score, best_step=e.step, best_origin=origin
         )

@@ -69,3 +69,13 @@ def decide_gate(candidate: float, current: float, best: float, use_gate: bool) -
         return Verdict("accept", rule, True, False)
     rule = f"candidate {candidate:.4f} <= current {current:.4f} (strict >; ties reject)"
     return Verdict("reject", rule, False, False)
+
+
+def effects(action: str, candidate: float, best: float) -> tuple[bool, bool]:
+    """(becomes current, becomes best) of a recorded verdict; force_accept is a new best only
+    when strictly better (whatever rule decided, a rejected skill is neither)."""
+    if action == "reject":
+        return False, False
+    if action == "force_accept":
+        return True, candidate > best
+    return True, action == "accept_new_best"

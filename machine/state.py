@@ -114,6 +114,7 @@ class StepRecord:
     edits: tuple[dict[str, str], ...] = ()
     current_hash: str = ""
     best_hash: str = ""
+    stopped_after: int | None = None  # early reject: selection items scored (sel. = over them)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from machine.events import EarlyStop
 from machine.scoring import is_failure
 from machine.state import StepProgress, TrainerState
 
@@ -32,6 +33,7 @@ class BufferEntry:
     score_before: float | None = None
     score_after: float | None = None
     rejected: tuple[str, ...] = ()
+    stopped_early: bool = False  # score_after is early reject's bound, not a measured score
 
 
 def fail_group(reason: str) -> str:
@@ -79,6 +81,7 @@ def entry(state: TrainerState, p: StepProgress, action: str) -> BufferEntry:
     n_fail = sum(len(ids) for ids in groups.values())
     d = p.decided
     if d is not None and d.action == "reject":
+        stop = p.evaluated.early_stop if p.evaluated is not None else None
         return BufferEntry(
             p.step,
             action,
@@ -86,10 +89,17 @@ def entry(state: TrainerState, p: StepProgress, action: str) -> BufferEntry:
             n_fail,
             patterns,
             d.current_score,
-            d.candidate_score,
+            d.candidate_score if stop is None else _reachable(stop, d.current_score),
             _rejected(p),
+            stop is not None,
         )
     return BufferEntry(p.step, action, len(items), n_fail, patterns)
+
+
+def _reachable(stop: EarlyStop, current: float) -> float:
+    """The best score an early-rejected candidate could have reached (the paired bound is on the
+    mean per-item gain over the current skill)."""
+    return stop.bound if stop.rule == "strict" else current + stop.bound
 
 
 def step_buffer(state: TrainerState, epoch: int, before: int) -> list[BufferEntry]:
@@ -116,7 +126,8 @@ def render(entries: list[BufferEntry]) -> str:
             ids = ", ".join(pat.task_ids)
             lines.append(f"- {pat.group}{about} (x{pat.count}; tasks {ids})")
         if e.rejected:
-            lines.append(f"  Rejected (score {e.score_before:.4f} -> {e.score_after:.4f}):")
+            after = f"at most {e.score_after:.4f}" if e.stopped_early else f"{e.score_after:.4f}"
+            lines.append(f"  Rejected (score {e.score_before:.4f} -> {after}):")
             lines.extend(f"  {i}. {row}" for i, row in enumerate(e.rejected, 1))
     return "\n".join(lines)
 

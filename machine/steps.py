@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from machine.events import StepCompleted
-from machine.scoring import decide_gate
+from machine.scoring import effects
 from machine.state import TrainerState
 
 
@@ -20,9 +20,10 @@ def _with_appendix(
         return (a.skill_hash, current[1]), best
     g = p.appendix_gate
     assert g is not None, "a gated appendix flush has no verdict yet"
-    if g.action != "reject":
+    becomes_current, becomes_best = effects(g.action, g.gate_score, best[1])
+    if becomes_current:
         current = (a.skill_hash, g.gate_score)
-    if g.gate_score > best[1]:
+    if becomes_best:
         best = (a.skill_hash, g.gate_score, p.step)
     return current, best
 
@@ -42,10 +43,10 @@ def step_completion(state: TrainerState, appendix: bool = True) -> StepCompleted
     if p.decided is not None:
         d = p.decided
         action = d.action
-        verdict = decide_gate(d.candidate_score, state.current_score, state.best_score, d.use_gate)
-        if verdict.becomes_current:
+        becomes_current, becomes_best = effects(d.action, d.candidate_score, state.best_score)
+        if becomes_current:
             current = (d.candidate_hash, d.candidate_score)
-        if verdict.becomes_best:
+        if becomes_best:
             best = (d.candidate_hash, d.candidate_score, p.step)
     else:
         assert p.skipped is not None

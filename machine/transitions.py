@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from machine import gate_rules
 from machine.review import pending as review_pending
 from machine.schedule import edit_budget
 from machine.state import StepProgress, TrainerState, eval_key, train_key, unit_key
@@ -81,8 +82,19 @@ class Update(Command):
 class EvaluateCandidate(Command):
     step: int
     skill_hash: str
-    pending: tuple[str, ...]
+    pending: tuple[str, ...]  # in evaluation order; () once an early reject is settled
     cache_hit: bool
+
+
+@dataclass(frozen=True)
+class EvaluateReference(Command):
+    """gate_rule paired: the current skill's selection scores a gate compares per item, rolled
+    out first when its score was carried (a slow-update placeholder, an ungated appendix)."""
+
+    kind: str  # the gate that needs them: step, slow_update or appendix
+    step: int
+    skill_hash: str
+    pending: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -170,6 +182,7 @@ STAGE_NAMES: dict[type[Command], str] = {
     Select: "select",
     Update: "update",
     EvaluateCandidate: "evaluate",
+    EvaluateReference: "reference",
     Gate: "gate",
     CompleteStep: "step_end",
     FlushAppendix: "appendix",
@@ -247,11 +260,13 @@ def _step_command(state: TrainerState, p: StepProgress) -> Command:
         failed = p.candidate.rewrite is not None and not p.candidate.rewrite.ok
         return SkipStep(p.step, "no_rewrite" if failed else "nothing_applied")
     if p.evaluated is None:
+        reference = _reference(state, "step", p.step)
+        if reference is not None:
+            return reference
         cand = p.candidate.candidate_hash
         if cand in state.selection_cache:
             return EvaluateCandidate(p.step, cand, (), cache_hit=True)
-        pending_sel = _pending(state, "selection", cand, state.dataset.selection)  # type: ignore[union-attr]
-        return EvaluateCandidate(p.step, cand, pending_sel, cache_hit=False)
+        return EvaluateCandidate(p.step, cand, gate_rules.pending(state, cand, "step"), False)
     return Gate(p.step)
 
 
@@ -280,10 +295,18 @@ def appendix_notes_due(state: TrainerState, p: StepProgress) -> list[str]:
     return notes
 
 
+def _reference(state: TrainerState, kind: str, step: int) -> EvaluateReference | None:
+    skill, pending = gate_rules.reference_pending(state, kind)
+    return EvaluateReference(kind, step, skill, pending) if pending else None
+
+
 def _gate_update(state: TrainerState, kind: str, step: int, epoch: int, skill: str) -> Command:
+    reference = _reference(state, kind, step)
+    if reference is not None:
+        return reference
     if skill in state.selection_cache:
         return GateUpdate(kind, step, epoch, skill, (), cache_hit=True)
-    pending = _pending(state, "selection", skill, state.dataset.selection)  # type: ignore[union-attr]
+    pending = gate_rules.pending(state, skill, kind)
     return GateUpdate(kind, step, epoch, skill, pending, cache_hit=False)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from machine import asks, review
+from machine import asks, gate_rules, review
 from machine import events as ev
 from machine import transitions as tr
 from machine.budget import exhausted, limits, spent
@@ -27,7 +27,7 @@ from machine.prompts import reask_message
 from machine.reducer import apply
 from machine.replies import CandidateText, ReplyError, candidate_of
 from machine.schedule import edit_budget
-from machine.scoring import aggregate, buckets, decide_gate, gate_score, is_failure
+from machine.scoring import aggregate, buckets, gate_score, is_failure
 from machine.skilldoc import (
     add_notes,
     appendix_notes,
@@ -38,7 +38,7 @@ from machine.skilldoc import (
     with_slow_update,
 )
 from machine.state import TrainerState, eval_key, unit_key
-from machine.steps import gate_baseline, post_verdict, step_completion
+from machine.steps import post_verdict, step_completion
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,7 @@ ALLOWED: dict[type[tr.Command], tuple[type[ev.Event], ...]] = {
     tr.Select: (ev.EditsSelected,),
     tr.Update: (ev.CandidateBuilt,),
     tr.EvaluateCandidate: (ev.RolloutScored, ev.CandidateEvaluated),
+    tr.EvaluateReference: (ev.RolloutScored,),
     tr.Gate: (ev.GateDecided,),
     tr.CompleteStep: (ev.StepCompleted,),
     tr.FlushAppendix: (ev.AppendixFlushed, ev.StepCompleted),
@@ -98,6 +99,7 @@ ALLOWED: dict[type[tr.Command], tuple[type[ev.Event], ...]] = {
 _EVAL_PHASE = {
     tr.EvaluateBaseline: "selection",
     tr.EvaluateCandidate: "selection",
+    tr.EvaluateReference: "selection",
     tr.FinalSelection: "selection",
     tr.FinalTest: "test",
     tr.GateUpdate: "selection",
@@ -197,7 +199,7 @@ def _rollout_conforms(state: TrainerState, cmd: tr.Command, e: ev.RolloutScored)
             raise Mismatch(f"review item {e.item_id} of {e.skill_hash[:12]} is not pending")
         return
     phase = _EVAL_PHASE[type(cmd)]
-    step = cmd.step if isinstance(cmd, tr.EvaluateCandidate) else 0
+    step = cmd.step if isinstance(cmd, tr.EvaluateCandidate | tr.EvaluateReference) else 0
     _same(
         "rollout",
         (e.phase, e.skill_hash, e.step, e.batch),
@@ -205,6 +207,10 @@ def _rollout_conforms(state: TrainerState, cmd: tr.Command, e: ev.RolloutScored)
     )
     if e.item_id not in cmd.pending:  # type: ignore[attr-defined]
         raise Mismatch(f"{phase} item {e.item_id} is not pending")
+    gated = isinstance(cmd, tr.EvaluateCandidate | tr.GateUpdate)
+    if gated and gate_rules.active(state) and e.item_id != cmd.pending[0]:
+        # early reject decides on a prefix of the evaluation order: it must be that prefix
+        raise Mismatch(f"{phase} item {e.item_id} out of order ({cmd.pending[0]} is next)")
 
 
 # -- layer 2: the content is what the pure functions give -----------------------------------
@@ -576,7 +582,9 @@ def _skipped(s: TrainerState, e: ev.StepSkipped, texts: Texts) -> str:
     return "step_results"
 
 
-def _evaluated(s: TrainerState, e: ev.CandidateEvaluated, texts: Texts) -> str:
+def _gated_scores(s: TrainerState, e: Any, kind: str) -> None:
+    """A gated skill's scores: cached, a full pass, or an early stop re-derived from the
+    recorded rollouts (its point and bound) with the aggregate of the items it scored."""
     assert s.dataset is not None
     if e.cache_hit:
         cached = s.selection_cache[e.skill_hash]
@@ -585,8 +593,20 @@ def _evaluated(s: TrainerState, e: ev.CandidateEvaluated, texts: Texts) -> str:
             (e.hard, e.soft, e.n, e.gate_score),
             (cached.hard, cached.soft, cached.n, cached.gate_score),
         )
-    else:
+        _same("early stop", e.early_stop, None)
+        return
+    _same("early stop", e.early_stop, gate_rules.early_stop(s, e.skill_hash, kind))
+    if e.early_stop is None:
         _check_scores(s, e, "selection", s.dataset.selection)
+        return
+    hard, soft, n = gate_rules.evaluated_scores(s, e.skill_hash, e.early_stop)
+    _same("n, hard, soft", (e.n, e.hard, e.soft), (n, hard, soft))
+    c = s.cfg.evaluation
+    _same("gate_score", e.gate_score, gate_score(hard, soft, c.gate_metric, c.gate_mixed_weight))
+
+
+def _evaluated(s: TrainerState, e: ev.CandidateEvaluated, texts: Texts) -> str:
+    _gated_scores(s, e, "step")
     _same("metric", e.metric, s.cfg.evaluation.gate_metric)
     return "aggregates"
 
@@ -601,8 +621,14 @@ def _gate(s: TrainerState, e: ev.GateDecided, texts: Texts) -> str:
         (p.candidate.candidate_hash, p.evaluated.gate_score, s.current_score, s.best_score),
     )
     _same("gate settings", (e.metric, e.use_gate, e.epoch), (c.gate_metric, c.use_gate, p.epoch))
-    verdict = decide_gate(e.candidate_score, e.current_score, e.best_score, c.use_gate)
-    _same("gate verdict", (e.action, e.rule), (verdict.action, verdict.rule))
+    verdict, paired = gate_rules.verdict(
+        s,
+        e.candidate_hash,
+        e.candidate_score,
+        p.evaluated.early_stop,
+        gate_rules.baseline(s, "step"),
+    )
+    _same("gate verdict", (e.action, e.rule, e.paired), (verdict.action, verdict.rule, paired))
     return "gate_verdicts"
 
 
@@ -817,20 +843,11 @@ def _meta_done(s: TrainerState, e: ev.MetaSkillDone, texts: Texts) -> str:
 
 
 def _update_gated(s: TrainerState, e: ev.UpdateGated, texts: Texts) -> str:
-    assert s.dataset is not None
-    if e.cache_hit:
-        cached = s.selection_cache[e.skill_hash]
-        _same(
-            "cached score",
-            (e.hard, e.soft, e.n, e.gate_score),
-            (cached.hard, cached.soft, cached.n, cached.gate_score),
-        )
-    else:
-        _check_scores(s, e, "selection", s.dataset.selection)
-    current, best = gate_baseline(s, e.kind)
-    _same("gate inputs", (e.current_score, e.best_score), (current, best))
-    verdict = decide_gate(e.gate_score, current, best, s.cfg.evaluation.use_gate)
-    _same("gate verdict", (e.action, e.rule), (verdict.action, verdict.rule))
+    _gated_scores(s, e, e.kind)
+    base = gate_rules.baseline(s, e.kind)
+    _same("gate inputs", (e.current_score, e.best_score), (base.current_score, base.best_score))
+    verdict, paired = gate_rules.verdict(s, e.skill_hash, e.gate_score, e.early_stop, base)
+    _same("gate verdict", (e.action, e.rule, e.paired), (verdict.action, verdict.rule, paired))
     return "gate_verdicts"
 
 

@@ -289,6 +289,8 @@ def render_markdown(
     ]
     for s in report["steps"]:
         cache = " (cached)" if s["cache_hit"] else ""
+        if s["stopped_after"] is not None:
+            cache = f" ({s['stopped_after']} items: early reject)"
         out.append(
             f"| {s['step']} | {s['epoch']} | {s['action']} | {_f(s['rollout_hard'])} "
             f"| {s['n_edits_merged']} | {s['edit_budget'] if s['edit_budget'] is not None else '–'} "

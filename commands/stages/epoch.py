@@ -6,15 +6,13 @@ from __future__ import annotations
 from commands.context import StageContext
 from commands.stages import HandlerGen
 from commands.stages.calls import send
-from commands.stages.rollouts import _gate, _scores, roll
+from commands.stages.rollouts import _gate, roll
 from commands.stages.update import with_completion
-from machine import asks, review
+from machine import asks, gate_rules, review
 from machine import events as ev
 from machine import transitions as tr
-from machine.scoring import decide_gate
 from machine.skilldoc import with_slow_update
 from machine.state import TrainerState
-from machine.steps import gate_baseline
 
 
 def plan_review(cmd: tr.PlanReview, state: TrainerState, ctx: StageContext) -> HandlerGen:
@@ -102,16 +100,19 @@ def gate_update(cmd: tr.GateUpdate, state: TrainerState, ctx: StageContext) -> H
     assert state.dataset is not None
     if cmd.pending:
         units = [(0, ctx.item("selection", i)) for i in cmd.pending]
-        state = yield from roll(ctx, state, "selection", 0, cmd.skill_hash, units)
+        until = gate_rules.stopper(state, cmd.skill_hash, cmd.kind)
+        state = yield from roll(ctx, state, "selection", 0, cmd.skill_hash, units, until)
+    stop = None
     if cmd.cache_hit:
         cached = state.selection_cache[cmd.skill_hash]
         hard, soft, n = cached.hard, cached.soft, cached.n
     else:
-        hard, soft, n, _ = _scores(state, "selection", cmd.skill_hash, state.dataset.selection)
+        stop = gate_rules.early_stop(state, cmd.skill_hash, cmd.kind)
+        hard, soft, n = gate_rules.evaluated_scores(state, cmd.skill_hash, stop)
     score = _gate(state, hard, soft)
-    current, best = gate_baseline(state, cmd.kind)
-    e = state.cfg.evaluation
-    verdict = decide_gate(score, current, best, e.use_gate)
+    base = gate_rules.baseline(state, cmd.kind)
+    current, best = base.current_score, base.best_score
+    verdict, paired = gate_rules.verdict(state, cmd.skill_hash, score, stop, base)
     gated = ev.UpdateGated(
         kind=cmd.kind,  # type: ignore[arg-type]
         step=cmd.step,
@@ -126,6 +127,8 @@ def gate_update(cmd: tr.GateUpdate, state: TrainerState, ctx: StageContext) -> H
         current_score=current,
         best_score=best,
         rule=verdict.rule,
+        early_stop=stop,
+        paired=paired,
     )
     if cmd.kind == "appendix":
         yield with_completion(state, gated)

@@ -9,6 +9,7 @@ from commands.context import StageContext
 from commands.stages import Batch, HandlerGen
 from commands.stages.concurrency import ordered_map
 from machine import events as ev
+from machine import gate_rules
 from machine import transitions as tr
 from machine.scoring import aggregate, buckets, gate_score
 from machine.state import TrainerState, eval_key
@@ -21,10 +22,18 @@ def roll(
     step: int,
     skill_hash: str,
     units: Sequence[tuple[int, Item]],
+    until: gate_rules.Stopper | None = None,
 ) -> Generator[Batch, TrainerState, TrainerState]:
     """Roll out `units` ((batch, item)) with the skill; one rollout.scored per unit, in order.
-    Returns the state folded with them."""
+    Returns the state folded with them.
+
+    `until` (early reject): the rollout stops right after the first recorded unit whose folded
+    state settles the stop, so the events depend neither on the worker count nor on where a
+    resumed run restarted. Units go out in chunks of the stop's horizon (the fewest units that
+    could settle it), all concurrently: a stop can only fall on a chunk's last unit, so no unit
+    is rolled past it. Were one ever (a horizon is a bound), its result would be dropped."""
     skill = ctx.text(skill_hash)
+    workers = ctx.config.train.workers
 
     def one(unit: tuple[int, Item]) -> tuple[int, Item, RolloutResult, list[str]]:
         batch, item = unit
@@ -34,29 +43,52 @@ def roll(
 
     label = f"{phase} rollout" + (f" (step {step})" if step else "")
     with ctx.progress.task(label, len(units)) as bar:
-        for batch, item, result, call_ids in ordered_map(one, units, ctx.config.train.workers):
-            (trajectory_hash,) = ctx.store(result.trajectory)
-            state = yield ev.RolloutScored(
-                phase=phase,  # type: ignore[arg-type]
-                step=step,
-                batch=batch,
-                skill_hash=skill_hash,
-                item_id=item.id,
-                hard=float(result.hard),
-                soft=float(result.soft),
-                fail_reason=result.fail_reason,
-                task_type=result.task_type,
-                trajectory_hash=trajectory_hash,
-                feedback=dict(result.feedback),
-                tokens=ev.Tokens(
-                    input=result.input_tokens,
-                    output=result.output_tokens,
-                    cached=result.cached_tokens,
-                ),
-                call_ids=call_ids,
-            )
-            bar.advance()
+        start = 0
+        while start < len(units):
+            size = len(units) - start
+            if until is not None:
+                size = max(1, min(size, until.horizon(state) or size))
+            chunk = ordered_map(one, units[start : start + size], workers)
+            try:
+                for done in chunk:
+                    state = yield _scored(ctx, phase, step, skill_hash, done)
+                    start += 1
+                    bar.advance()
+                    if until is not None and until.settled(state):
+                        return state
+            finally:
+                chunk.close()  # a stop drops the chunk's rest (in-flight calls finish first)
     return state
+
+
+def _scored(
+    ctx: StageContext,
+    phase: str,
+    step: int,
+    skill_hash: str,
+    done: tuple[int, Item, RolloutResult, list[str]],
+) -> ev.RolloutScored:
+    batch, item, result, call_ids = done
+    (trajectory_hash,) = ctx.store(result.trajectory)
+    return ev.RolloutScored(
+        phase=phase,  # type: ignore[arg-type]
+        step=step,
+        batch=batch,
+        skill_hash=skill_hash,
+        item_id=item.id,
+        hard=float(result.hard),
+        soft=float(result.soft),
+        fail_reason=result.fail_reason,
+        task_type=result.task_type,
+        trajectory_hash=trajectory_hash,
+        feedback=dict(result.feedback),
+        tokens=ev.Tokens(
+            input=result.input_tokens,
+            output=result.output_tokens,
+            cached=result.cached_tokens,
+        ),
+        call_ids=call_ids,
+    )
 
 
 def _eval_items(ctx: StageContext, split: str, ids: Sequence[str]) -> list[tuple[int, Item]]:
@@ -104,15 +136,17 @@ def evaluate_candidate(
     cmd: tr.EvaluateCandidate, state: TrainerState, ctx: StageContext
 ) -> HandlerGen:
     e = state.cfg.evaluation
+    stop = None
     if cmd.cache_hit:
         cached = state.selection_cache[cmd.skill_hash]
         hard, soft, n = cached.hard, cached.soft, cached.n
     else:
         if cmd.pending:
             units = _eval_items(ctx, "selection", cmd.pending)
-            state = yield from roll(ctx, state, "selection", cmd.step, cmd.skill_hash, units)
-        assert state.dataset is not None
-        hard, soft, n, _ = _scores(state, "selection", cmd.skill_hash, state.dataset.selection)
+            until = gate_rules.stopper(state, cmd.skill_hash, "step")
+            state = yield from roll(ctx, state, "selection", cmd.step, cmd.skill_hash, units, until)
+        stop = gate_rules.early_stop(state, cmd.skill_hash, "step")
+        hard, soft, n = gate_rules.evaluated_scores(state, cmd.skill_hash, stop)
     yield ev.CandidateEvaluated(
         step=cmd.step,
         skill_hash=cmd.skill_hash,
@@ -122,7 +156,16 @@ def evaluate_candidate(
         metric=e.gate_metric,
         gate_score=_gate(state, hard, soft),
         cache_hit=cmd.cache_hit,
+        early_stop=stop,
     )
+
+
+def evaluate_reference(
+    cmd: tr.EvaluateReference, state: TrainerState, ctx: StageContext
+) -> HandlerGen:
+    """gate_rule paired: the current skill's missing selection scores, before its gate."""
+    units = _eval_items(ctx, "selection", cmd.pending)
+    yield from roll(ctx, state, "selection", cmd.step, cmd.skill_hash, units)
 
 
 def final_selection(cmd: tr.FinalSelection, state: TrainerState, ctx: StageContext) -> HandlerGen:

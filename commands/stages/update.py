@@ -7,14 +7,13 @@ from typing import Any
 from commands.context import StageContext
 from commands.stages import HandlerGen
 from commands.stages.calls import send
-from machine import asks
+from machine import asks, gate_rules
 from machine import events as ev
 from machine import transitions as tr
 from machine.candidates import clamp_budget, rewrite_outcome
 from machine.merge import payload
 from machine.reducer import apply
 from machine.schedule import edit_budget
-from machine.scoring import decide_gate
 from machine.skilldoc import apply_edits, count_statuses, restore_protected
 from machine.state import TrainerState
 from machine.steps import step_completion
@@ -157,7 +156,10 @@ def gate(cmd: tr.Gate, state: TrainerState, ctx: StageContext) -> HandlerGen:
     assert p is not None and p.evaluated is not None and p.candidate is not None
     e = state.cfg.evaluation
     score = p.evaluated.gate_score
-    verdict = decide_gate(score, state.current_score, state.best_score, e.use_gate)
+    base = gate_rules.baseline(state, "step")
+    verdict, paired = gate_rules.verdict(
+        state, p.evaluated.skill_hash, score, p.evaluated.early_stop, base
+    )
     decided = ev.GateDecided(
         step=cmd.step,
         epoch=p.epoch,
@@ -169,6 +171,7 @@ def gate(cmd: tr.Gate, state: TrainerState, ctx: StageContext) -> HandlerGen:
         current_score=state.current_score,
         best_score=state.best_score,
         rule=verdict.rule,
+        paired=paired,
     )
     yield with_completion(state, decided)
 
