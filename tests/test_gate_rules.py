@@ -25,9 +25,9 @@ from ledger.store import Ledger
 from machine import events as ev
 from machine import gate_rules
 from machine.reducer import reduce
-from machine.scoring import aggregate, decide_gate, gate_score
+from machine.scoring import aggregate, decide_gate, effects, gate_score
 from machine.state import TrainerState
-from tests.conftest import EXAMPLE, PLAIN, SMALL, Cli, event_rows, sets
+from tests.conftest import ALL_GATED, EXAMPLE, PLAIN, SMALL, Cli, event_rows, sets
 from tests.test_crash_points import _resume, _truncate
 from tests.test_forgery import _forge
 
@@ -506,3 +506,27 @@ def test_a_paired_gate_records_its_statistics_and_rejects_what_strict_accepts(
         forged = tmp_path / "forged.db"
         shutil.copy(db, forged)
         _refused(cli, forged, _forge(forged, "gate.decided", change, nth), "gate verdict")
+
+
+def test_slow_update_and_appendix_gates_stop_early_too(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "updates.db"
+    args = [*SMALL, *ALL_GATED, *sets("env.options.test=4", "optimizer.use_step_buffer=false")]
+    args += sets("evaluation.early_reject=true", "evaluation.early_reject_order=weakest_first")
+    assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "u", *args).code == 0
+    assert cli("run", "--db", str(db)).code == 0
+    gated = _events(db, "update.gated")
+    stopped = [k for k, e in enumerate(gated) if e.get("early_stop")]
+    assert stopped, "no slow-update or appendix gate stopped early"
+    assert all(gated[k]["action"] == "reject" for k in stopped)
+    res = cli("replay", "--db", str(db), "--verify", "--json")
+    assert res.code == 0 and res.json()["verified"] is True, res.out
+    seq = _forge(db, "update.gated", lambda p: _with_stop(p, bound=1.5), stopped[0])
+    _refused(cli, db, seq, "early stop")
+
+
+def test_verdict_effects_follow_the_recorded_action() -> None:
+    assert effects("reject", 0.9, 0.5) == (False, False)  # a paired reject is never a new best
+    assert effects("accept", 0.6, 0.8) == (True, False)
+    assert effects("accept_new_best", 0.9, 0.8) == (True, True)
+    assert effects("force_accept", 0.8, 0.8) == (True, False)
+    assert effects("force_accept", 0.9, 0.8) == (True, True)
