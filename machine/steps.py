@@ -63,12 +63,3 @@ def step_completion(state: TrainerState, appendix: bool = True) -> StepCompleted
         best_score=best[1],
         best_step=best[2],
     )
-
-
-def gate_baseline(state: TrainerState, kind: str) -> tuple[float, float]:
-    """(current, best) scores a gated slow-update or appendix skill is compared with: for an
-    appendix, the ones after the step's own verdict."""
-    if kind == "appendix":
-        _, current, best = post_verdict(state)
-        return current, best
-    return state.current_score, state.best_score
