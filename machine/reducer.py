@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from machine import events as ev
@@ -19,6 +18,7 @@ from machine.state import (
     train_key,
     unit_key,
 )
+from machine.values import PMap, make, replace
 
 Handler = Callable[[TrainerState, Any], TrainerState]
 _HANDLERS: dict[type[ev.Event], Handler] = {}
@@ -33,14 +33,18 @@ def on(event_type: type[ev.Event]) -> Callable[[Handler], Handler]:
 
 
 def apply(state: TrainerState, event: ev.Event) -> TrainerState:
-    state = replace(state, seq=state.seq + 1)
-    if state.last_failure is not None and not isinstance(event, ev.StageFailed):
-        state = replace(state, last_failure=None)  # the failed stage has moved on since
-    if state.last_stop is not None:
-        state = replace(state, last_stop=None)  # a budget stop holds until the next event
     handler = _HANDLERS.get(type(event))
     if handler is None:
         raise TypeError(f"reducer has no rule for {event.TYPE} v{event.VERSION}")
+    if state.last_failure is None and state.last_stop is None:
+        if type(event) is ev.RolloutScored:  # most events of a run: one state copy, not two
+            return _rollout_scored(state, event, bump=True)
+        state = replace(state, seq=state.seq + 1)
+    else:
+        changes: dict[str, Any] = {"seq": state.seq + 1, "last_stop": None}  # holds one event
+        if not isinstance(event, ev.StageFailed):
+            changes["last_failure"] = None  # the failed stage has moved on since
+        state = replace(state, **changes)
     return handler(state, event)
 
 
@@ -57,10 +61,16 @@ def _with_progress(state: TrainerState, **changes: Any) -> TrainerState:
 
 
 def _count(state: TrainerState, stage: str, calls: Iterable[ev.Tokens]) -> TrainerState:
+    return replace(state, tokens=_counted(state, stage, calls))
+
+
+def _counted(
+    state: TrainerState, stage: str, calls: Iterable[ev.Tokens]
+) -> Mapping[str, tuple[int, int, int, int]]:
     n, i, o, c = state.tokens.get(stage, (0, 0, 0, 0))
     for t in calls:
         n, i, o, c = n + 1, i + t.input, o + t.output, c + t.cached
-    return replace(state, tokens={**state.tokens, stage: (n, i, o, c)})
+    return {**state.tokens, stage: (n, i, o, c)}
 
 
 def _calls(call: ev.CallRecord, reask: ev.CallRecord | None) -> list[ev.Tokens]:
@@ -120,12 +130,15 @@ def _dataset_loaded(s: TrainerState, e: ev.DatasetLoaded) -> TrainerState:
 
 
 @on(ev.RolloutScored)
-def _rollout_scored(s: TrainerState, e: ev.RolloutScored) -> TrainerState:
+def _rollout_scored(s: TrainerState, e: ev.RolloutScored, bump: bool = False) -> TrainerState:
+    """`bump`: also count the event (apply's seq + 1), in the same copy of the state."""
+    seq = s.seq + 1 if bump else s.seq
     if e.phase == "train":
         key, unit = train_key(e.step), unit_key(e.batch, e.item_id)
     else:
         key, unit = eval_key(e.phase, e.skill_hash), e.item_id
-    score = ItemScore(
+    score = make(
+        ItemScore,
         e.item_id,
         e.hard,
         e.soft,
@@ -133,12 +146,16 @@ def _rollout_scored(s: TrainerState, e: ev.RolloutScored) -> TrainerState:
         e.task_type,
         e.trajectory_hash,
         e.feedback,
-        s.seq,
+        seq,
         (e.tokens.input, e.tokens.output),
     )
     scored = {**s.rollouts.get(key, {}), unit: score}
-    return _count(
-        replace(s, rollouts={**s.rollouts, key: scored}), f"rollout:{e.phase}", [e.tokens]
+    rollouts = s.rollouts if isinstance(s.rollouts, PMap) else PMap(s.rollouts)
+    return replace(
+        s,
+        seq=seq,
+        rollouts=rollouts.set(key, scored),
+        tokens=_counted(s, f"rollout:{e.phase}", [e.tokens]),
     )
 
 
