@@ -130,6 +130,7 @@ class StageContext:
     run_id: str
     clock: Callable[[], str] = utc_now
     _texts: dict[str, str] = field(default_factory=dict)
+    _pending: dict[str, str] = field(default_factory=dict)  # stored, not yet committed
 
     def model_for(self, role: str, step: int, stage: str, unit: str) -> JournaledModel:
         """The role's model for one unit of work, behind the call journal."""
@@ -156,10 +157,18 @@ class StageContext:
         return {h: self.text(h) for h in hashes}
 
     def store(self, *texts: str) -> list[str]:
-        self.ledger.put_blobs(texts)
+        """Texts the next events refer to, by hash: the runner commits them with those events,
+        in their transaction (one commit per rollout instead of two)."""
         hashes = [sha256_text(t) for t in texts]
-        self._texts.update(zip(hashes, texts, strict=True))
+        for h, t in zip(hashes, texts, strict=True):
+            self._texts[h] = t
+            self._pending[h] = t
         return hashes
+
+    def take_pending(self) -> list[str]:
+        """The stored texts not committed yet (the runner appends them with the next events)."""
+        pending, self._pending = list(self._pending.values()), {}
+        return pending
 
 
 Factory = Callable[[], StageContext]

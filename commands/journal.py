@@ -70,7 +70,7 @@ class JournaledModel:
                 cache_read_tokens=found.cache_read,
                 cache_write_tokens=found.cache_write,
             )
-        (request_blob,) = self.ledger.put_blobs([text])
+        request_blob = request_hash  # the text is stored with the call's record, in one commit
         row = CallRow(
             id=call_id,
             call_key=key,
@@ -98,7 +98,8 @@ class JournaledModel:
                         "latency_ms": int((time.monotonic() - start) * 1000),
                         "recorded_at": self.clock(),
                     }
-                )
+                ),
+                [text],
             )
 
         try:
@@ -107,9 +108,9 @@ class JournaledModel:
         except Exception as exc:
             row.error_class, row.error_message = type(exc).__name__, str(exc)[:2000]
             row.latency_ms, row.recorded_at = int((time.monotonic() - start) * 1000), self.clock()
-            journal.record(row)
+            journal.record(row, [text])
             raise
-        (response_blob,) = self.ledger.put_blobs([reply.text])
+        response_blob = sha256_text(reply.text)
         row.status, row.response_blob, row.model = "ok", response_blob, reply.model
         row.tokens_in, row.tokens_out = reply.input_tokens, reply.output_tokens
         row.cache_read, row.cache_write, row.retries = (
@@ -118,5 +119,5 @@ class JournaledModel:
             reply.retries,
         )
         row.latency_ms, row.recorded_at = int((time.monotonic() - start) * 1000), self.clock()
-        journal.record(row)
+        journal.record(row, [text, reply.text])
         return reply

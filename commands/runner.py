@@ -118,7 +118,8 @@ def run_stage(
         batch = next(gen)
         while True:
             events: list[Event] = batch if isinstance(batch, list) else [batch]
-            result.appended += ledger.append(run_id, result.state.seq, events, clock())
+            texts = ctx.take_pending()  # the blobs these events refer to, in one commit
+            result.appended += ledger.append(run_id, result.state.seq, events, clock(), texts)
             result.state = reduce(events, result.state)
             batch = gen.send(result.state)
     except StopIteration:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,10 @@ class Ledger:
     def __init__(self, engine: Engine, location: str) -> None:
         self.engine = engine
         self.location = location
+        # The process's writers (rollout threads, the runner) take turns here; between them,
+        # SQLite's busy handler would sleep in steps of up to 100 ms. Other processes still
+        # wait on SQLite's own lock (busy timeout).
+        self.write_lock = threading.RLock()
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -203,7 +208,7 @@ class Ledger:
             finally:
                 raw.close()
         cfg = _alembic_config()
-        with self.engine.connect() as conn:
+        with self.write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(skillopt_writer=True)
             cfg.attributes["connection"] = conn
             alembic_command.upgrade(cfg, revision)
@@ -243,7 +248,7 @@ class Ledger:
         first: Event,
         kind: str = "train",
     ) -> StoredEvent:
-        with self.engine.connect() as conn:
+        with self.write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(skillopt_writer=True)
             with conn.begin():
                 taken = conn.execute(
@@ -299,12 +304,18 @@ class Ledger:
                         raise CorruptEvent(run_id, seq, f"{column} is not UTF-8 text") from None
 
     def append(
-        self, run_id: str, expected_seq: int, events: Sequence[Event], recorded_at: str
+        self,
+        run_id: str,
+        expected_seq: int,
+        events: Sequence[Event],
+        recorded_at: str | Sequence[str],
+        texts: Iterable[str] = (),
     ) -> list[StoredEvent]:
-        """Append in one transaction, iff the run's last seq is still `expected_seq`."""
+        """Append in one transaction, iff the run's last seq is still `expected_seq`, with the
+        texts (blobs) the events refer to."""
         if not events:
             return []
-        with self.engine.connect() as conn:
+        with self.write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(skillopt_writer=True)
             try:
                 with conn.begin():
@@ -320,6 +331,7 @@ class Ledger:
                             f"run {run_id} moved on: expected last seq {expected_seq}, "
                             f"found {last_seq} (another process is writing this run)"
                         )
+                    _insert_blobs(conn, {sha256_text(t): t for t in texts})
                     return self._insert(conn, run_id, last_seq, last_hash, events, recorded_at)
             except sa.exc.IntegrityError:
                 raise ConflictError(
@@ -377,7 +389,7 @@ class Ledger:
 
     def put_timing(self, run_id: str, seq: int, wall_time_s: float, detail: str = "{}") -> None:
         """A measured wall time of event `seq`'s work: kept next to the event, never hashed."""
-        with self.engine.connect() as conn:
+        with self.write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(skillopt_writer=True)
             with conn.begin():
                 conn.execute(
@@ -396,17 +408,10 @@ class Ledger:
     def put_blobs(self, texts: Iterable[str]) -> list[str]:
         pairs = {sha256_text(t): t for t in texts}
         if pairs:
-            with self.engine.connect() as conn:
+            with self.write_lock, self.engine.connect() as conn:
                 conn = conn.execution_options(skillopt_writer=True)
                 with conn.begin():
-                    have = set(
-                        conn.execute(
-                            sa.select(BlobRow.hash).where(BlobRow.hash.in_(list(pairs)))
-                        ).scalars()
-                    )
-                    rows = [{"hash": h, "text": t} for h, t in pairs.items() if h not in have]
-                    if rows:
-                        conn.execute(sa.insert(BlobRow), rows)
+                    _insert_blobs(conn, pairs)
         return list(pairs)
 
     def put_blob(self, text: str) -> str:
@@ -458,6 +463,7 @@ class Journal:
 
     def __init__(self, ledger: Ledger) -> None:
         self.engine = ledger.engine
+        self.write_lock = ledger.write_lock
 
     def answer(self, call_key: str) -> CallRow | None:
         """The completed call with this key, if one was recorded."""
@@ -466,11 +472,13 @@ class Journal:
             row = conn.execute(query.limit(1)).first()
         return CallRow(**row._mapping) if row else None
 
-    def record(self, row: CallRow) -> None:
-        """Commit one call (an answer, or a failed attempt) before the caller goes on."""
-        with self.engine.connect() as conn:
+    def record(self, row: CallRow, texts: Iterable[str] = ()) -> None:
+        """Commit one call (an answer, or a failed attempt) before the caller goes on, with
+        the texts it refers to (request, reply) in the same transaction."""
+        with self.write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(skillopt_writer=True)
             with conn.begin():
+                _insert_blobs(conn, {sha256_text(t): t for t in texts})
                 if row.status == "failed":  # failed attempts of one key are numbered
                     n = conn.execute(
                         sa.select(sa.func.count()).where(CallRow.call_key == row.call_key)
@@ -478,7 +486,7 @@ class Journal:
                     row.id = f"{row.id}-f{n}"
                 elif conn.execute(sa.select(CallRow.id).where(CallRow.id == row.id)).first():
                     return  # another writer of this run answered the same call first: keep theirs
-                conn.execute(sa.insert(CallRow).values(**row.model_dump()))
+                conn.execute(sa.insert(CallRow), [row.model_dump()])  # a cached statement
 
     def calls(self, run_id: str, stage: str | None = None) -> list[CallRow]:
         query = sa.select(CallRow).where(CallRow.run_id == run_id)
@@ -492,6 +500,16 @@ class Journal:
         query = sa.select(CallRow).where(CallRow.id.startswith(prefix)).limit(5)
         with self.engine.connect() as conn:
             return [CallRow(**r._mapping) for r in conn.execute(query).all()]
+
+
+def _insert_blobs(conn: Connection, pairs: dict[str, str]) -> None:
+    """Store the texts not stored yet (content-addressed: a key already there is that text)."""
+    if not pairs:
+        return
+    have = set(conn.execute(sa.select(BlobRow.hash).where(BlobRow.hash.in_(list(pairs)))).scalars())
+    rows = [{"hash": h, "text": t} for h, t in pairs.items() if h not in have]
+    if rows:
+        conn.execute(sa.insert(BlobRow), rows)
 
 
 def check_chain(events: Sequence[StoredEvent]) -> tuple[int, str] | None:
