@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from commands.bench import bench_app
 from commands.errors import CheckFailed, InputError, RunFailed
@@ -270,6 +269,8 @@ def run_cmd(
 ) -> None:
     """Run stages until the run is done (or --max-stages). Resumes exactly where the ledger ends.
     Stops before a stage once a budget is spent; --max-usd/--max-tokens raise it (recorded)."""
+    from rich.console import Console  # imported here: commands without progress stay fast
+
     from commands.context import Progress
     from commands.progress import RichProgress
     from commands.runner import load_state, make_context, run_stage
@@ -696,6 +697,7 @@ def skill_log(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt = False
 def _table(header: list[str], rows: list[list[str]]) -> None:
     """A rich table on a terminal, aligned plain text otherwise (pipes, files)."""
     if sys.stdout.isatty():
+        from rich.console import Console
         from rich.table import Table
 
         table = Table(*header, box=None, pad_edge=False)

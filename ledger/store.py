@@ -6,25 +6,27 @@ triggers reject UPDATE and DELETE. Blobs hold the texts that events refer to by 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command as alembic_command
-from alembic.config import Config as AlembicConfig
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from ledger.errors import ConflictError, CorruptEvent, LedgerError, LedgerWriteError
 from ledger.tables import BlobRow, CallRow, EventRow, RunRow, TimingRow
 from machine.canonical import GENESIS_HASH, canonical_json, event_hash, sha256_text
 from machine.events import Event, parse_event
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 TABLES = ("runs", "events", "blobs")
@@ -67,15 +69,38 @@ def database_url(db: str) -> str:
 
 
 def _alembic_config() -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig  # alembic only loads to migrate
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     return cfg
 
 
 def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None
     return head
+
+
+@functools.cache
+def _head_of_files() -> str | None:
+    """The head revision as the migration files name it, read without loading alembic (an
+    open of an up-to-date ledger needs nothing more); None when that is not clear-cut."""
+    revisions, parents = set(), set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        text = path.read_text("utf-8")
+        revision = re.search(r'^revision\s*=\s*"([^"]+)"\s*$', text, re.M)
+        parent = re.search(r'^down_revision\s*=\s*(?:None|"([^"]+)")\s*$', text, re.M)
+        if revision is None:
+            continue  # not a migration (__init__.py)
+        if parent is None:
+            return None
+        revisions.add(revision.group(1))
+        parents.add(parent.group(1))
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
 
 
 def busy_timeout_s() -> float:
@@ -187,6 +212,10 @@ class Ledger:
             raise LedgerError(
                 f"{self.location} is empty, not a skillopt ledger yet (`skillopt init` creates one)"
             )
+        if revision is not None and revision == _head_of_files():
+            return  # up to date
+        from alembic.script import ScriptDirectory
+
         script = ScriptDirectory.from_config(_alembic_config())
         if revision is not None:
             try:
@@ -207,6 +236,8 @@ class Ledger:
                 raw.cursor().execute("PRAGMA journal_mode=WAL")
             finally:
                 raw.close()
+        from alembic import command as alembic_command
+
         cfg = _alembic_config()
         with self.write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(skillopt_writer=True)
