@@ -84,7 +84,9 @@ def test_random_kills_resume_to_the_uninterrupted_ledger(cli: Cli, tmp_path: Pat
     db = tmp_path / "killed.db"
     assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "r", *config).code == 0
     rng = random.Random(SEED)
-    targets = sorted(rng.sample(range(2, len(expected) - 5), KILLS))
+    # The last stages run fast (final-test reuse): a kill aimed in the final 30 events may land
+    # after the run ended, which would test nothing.
+    targets = sorted(rng.sample(range(2, len(expected) - 30), KILLS))
     landed = [kill_at(db, target, rng.uniform(0, 0.08)) for target in targets]
     assert len(set(landed)) >= KILLS // 2, landed  # the kills landed all over the run
     assert landed[-1] < len(expected), "the last kill came after the run had finished"
