@@ -3,7 +3,9 @@ yields (optimistic concurrency on the last seq), fold it into the state, repeat.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from commands.clock import Clock, utc_now
@@ -48,21 +50,37 @@ HANDLERS: dict[type[tr.Command], Handler] = {
 
 
 def load_state(ledger: Ledger, run_id: str, until: int | None = None) -> TrainerState:
-    return fold(ledger.read(run_id, until))
+    with paused_gc():
+        return fold(ledger.read(run_id, until))
 
 
 def fold(stored: list[StoredEvent]) -> TrainerState:
     """The state of a run; an event that does not decode or fold is named by its seq."""
     state = TrainerState()
-    for e in stored:
-        event = e.event()
-        try:
-            state = apply(state, event)
-        except Exception as exc:
-            raise CorruptEvent(
-                e.run_id, e.seq, f"{e.type} does not fold: {type(exc).__name__}: {exc}"
-            ) from None
+    with paused_gc():
+        for e in stored:
+            event = e.event()
+            try:
+                state = apply(state, event)
+            except Exception as exc:
+                raise CorruptEvent(
+                    e.run_id, e.seq, f"{e.type} does not fold: {type(exc).__name__}: {exc}"
+                ) from None
     return state
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Reading, decoding and folding a ledger allocate much and make no reference cycles
+    (reference counting frees their garbage); the cyclic collector's full scans of the
+    growing heap would cost a fifth of a long fold (benchmarks/replay.py). Paused meanwhile."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def make_context(

@@ -18,7 +18,7 @@ from machine.state import (
     train_key,
     unit_key,
 )
-from machine.values import PMap, make, replace
+from machine.values import PMap, maker, replace
 
 Handler = Callable[[TrainerState, Any], TrainerState]
 _HANDLERS: dict[type[ev.Event], Handler] = {}
@@ -129,17 +129,22 @@ def _dataset_loaded(s: TrainerState, e: ev.DatasetLoaded) -> TrainerState:
     return replace(s, dataset=e)
 
 
+_ITEM_SCORE = maker(ItemScore)
+_ROLLOUT_STAGES = {phase: f"rollout:{phase}" for phase in ("train", "selection", "test", "review")}
+
+
 @on(ev.RolloutScored)
 def _rollout_scored(s: TrainerState, e: ev.RolloutScored, bump: bool = False) -> TrainerState:
-    """`bump`: also count the event (apply's seq + 1), in the same copy of the state."""
+    """`bump`: also count the event (apply's seq + 1), in the same copy of the state. The
+    run's most frequent event: written for speed (benchmarks/replay.py)."""
     seq = s.seq + 1 if bump else s.seq
-    if e.phase == "train":
-        key, unit = train_key(e.step), unit_key(e.batch, e.item_id)
+    phase, item_id, tokens = e.phase, e.item_id, e.tokens
+    if phase == "train":
+        key, unit = train_key(e.step), unit_key(e.batch, item_id)
     else:
-        key, unit = eval_key(e.phase, e.skill_hash), e.item_id
-    score = make(
-        ItemScore,
-        e.item_id,
+        key, unit = eval_key(phase, e.skill_hash), item_id
+    score = _ITEM_SCORE(
+        item_id,
         e.hard,
         e.soft,
         e.fail_reason,
@@ -147,15 +152,16 @@ def _rollout_scored(s: TrainerState, e: ev.RolloutScored, bump: bool = False) ->
         e.trajectory_hash,
         e.feedback,
         seq,
-        (e.tokens.input, e.tokens.output),
+        (tokens.input, tokens.output),
     )
-    scored = {**s.rollouts.get(key, {}), unit: score}
     rollouts = s.rollouts if isinstance(s.rollouts, PMap) else PMap(s.rollouts)
+    stage = _ROLLOUT_STAGES.get(phase) or f"rollout:{phase}"
+    n, i, o, c = s.tokens.get(stage, (0, 0, 0, 0))
     return replace(
         s,
         seq=seq,
-        rollouts=rollouts.set(key, scored),
-        tokens=_counted(s, f"rollout:{e.phase}", [e.tokens]),
+        rollouts=rollouts.set(key, {**rollouts.get(key, {}), unit: score}),
+        tokens={**s.tokens, stage: (n + 1, i + tokens.input, o + tokens.output, c + tokens.cached)},
     )
 
 

@@ -55,10 +55,15 @@ _MAKERS: dict[type, Callable[..., Any]] = {}
 def make(cls: type[T], *args: Any) -> T:
     """`cls(*args)` for a plain frozen dataclass, without `__init__`'s per-field
     `object.__setattr__` (the reducer builds one ItemScore per rollout)."""
-    maker = _MAKERS.get(cls)
-    if maker is None:
-        maker = _MAKERS[cls] = _maker(cls)
-    return maker(*args)  # type: ignore[no-any-return]
+    return maker(cls)(*args)  # type: ignore[no-any-return]
+
+
+def maker(cls: type[T]) -> Callable[..., T]:
+    """The fast constructor of `cls` that `make` uses (to call it without the lookup)."""
+    found = _MAKERS.get(cls)
+    if found is None:
+        found = _MAKERS[cls] = _maker(cls)
+    return found
 
 
 def _maker(cls: type) -> Callable[..., Any]:
@@ -107,21 +112,14 @@ class PMap(Mapping[K, V], Generic[K, V]):
         self._buckets = buckets  # never changed once built: updates copy the list
         self._len = sum(len(b) for b in buckets)
 
-    @classmethod
-    def _of(cls, buckets: list[dict[K, V]], length: int) -> PMap[K, V]:
-        new: PMap[K, V] = object.__new__(cls)
-        new._buckets, new._len = buckets, length
-        return new
-
     def set(self, key: K, value: V) -> PMap[K, V]:
         i = hash(key) % _WIDTH
         bucket = self._buckets[i]
-        grown = 0 if key in bucket else 1
-        new_bucket = bucket.copy()
-        new_bucket[key] = value
-        buckets = self._buckets.copy()
-        buckets[i] = new_bucket
-        return self._of(buckets, self._len + grown)
+        new = object.__new__(type(self))
+        new._len = self._len if key in bucket else self._len + 1
+        new._buckets = buckets = self._buckets.copy()
+        buckets[i] = {**bucket, key: value}
+        return new
 
     def __getitem__(self, key: K) -> V:
         return self._buckets[hash(key) % _WIDTH][key]
