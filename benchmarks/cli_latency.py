@@ -23,18 +23,20 @@ FLOOR_S = 0.5  # skillopt status on a 20k-event run
 PHASES = """
 import sys, time
 t0 = time.perf_counter()
-from commands.runner import load_state
+import commands.cli
+from commands.runner import paused_gc
 from ledger.store import Ledger
 from machine.reducer import reduce
 from machine.views import status_view
 t1 = time.perf_counter()
-ledger = Ledger.open(sys.argv[1]); run = ledger.find_run(None)
-stored = ledger.read(run.id)
-t2 = time.perf_counter()
-events = [e.event() for e in stored]
-t3 = time.perf_counter()
-state = reduce(events)
-status_view(state)
+with paused_gc():  # as load_state reads, decodes and folds
+    ledger = Ledger.open(sys.argv[1]); run = ledger.find_run(None)
+    stored = ledger.read(run.id)
+    t2 = time.perf_counter()
+    events = [e.event() for e in stored]
+    t3 = time.perf_counter()
+    state = reduce(events)
+    status_view(state)
 t4 = time.perf_counter()
 print(t1 - t0, t2 - t1, t3 - t2, t4 - t3)
 """
