@@ -50,7 +50,7 @@ from machine.replies_memory import (
     parse_slow_update,
 )
 from machine.skilldoc import SLOW_UPDATE_END, SLOW_UPDATE_START, region_body
-from machine.state import TrainerState
+from machine.state import TrainerState, eval_key
 from machine.step_buffer import buffer_text
 
 Texts = Callable[[str], str]
@@ -200,8 +200,6 @@ def rewrite(state: TrainerState, suggestions: Sequence[Suggestion], text: Texts)
 def pair_rows(
     state: TrainerState, plan: ev.ReviewPlanned, pairs: Sequence[ev.Pair], text: Texts
 ) -> list[tuple[str, str, str, str]]:
-    from machine.state import eval_key
-
     prev = state.scored(eval_key("review", plan.prev_hash))
     curr = state.scored(eval_key("review", plan.curr_hash))
     return [

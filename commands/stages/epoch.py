@@ -6,7 +6,7 @@ from __future__ import annotations
 from commands.context import StageContext
 from commands.stages import HandlerGen
 from commands.stages.calls import send
-from commands.stages.rollouts import _gate, roll
+from commands.stages.rollouts import gate_of, roll
 from commands.stages.update import with_completion
 from machine import asks, gate_rules, review
 from machine import events as ev
@@ -109,7 +109,7 @@ def gate_update(cmd: tr.GateUpdate, state: TrainerState, ctx: StageContext) -> H
     else:
         stop = gate_rules.early_stop(state, cmd.skill_hash, cmd.kind)
         hard, soft, n = gate_rules.evaluated_scores(state, cmd.skill_hash, stop)
-    score = _gate(state, hard, soft)
+    score = gate_of(state, hard, soft)
     base = gate_rules.baseline(state, cmd.kind)
     current, best = base.current_score, base.best_score
     verdict, paired = gate_rules.verdict(state, cmd.skill_hash, score, stop, base)

@@ -102,7 +102,7 @@ def _scores(state: TrainerState, phase: str, skill_hash: str, ids: Sequence[str]
     return hard, soft, n, rows
 
 
-def _gate(state: TrainerState, hard: float, soft: float) -> float:
+def gate_of(state: TrainerState, hard: float, soft: float) -> float:
     e = state.cfg.evaluation
     return gate_score(hard, soft, e.gate_metric, e.gate_mixed_weight)
 
@@ -122,7 +122,7 @@ def evaluate_baseline(
         hard=hard,
         soft=soft,
         metric=state.cfg.evaluation.gate_metric,
-        gate_score=_gate(state, hard, soft),
+        gate_score=gate_of(state, hard, soft),
     )
 
 
@@ -154,7 +154,7 @@ def evaluate_candidate(
         hard=hard,
         soft=soft,
         metric=e.gate_metric,
-        gate_score=_gate(state, hard, soft),
+        gate_score=gate_of(state, hard, soft),
         cache_hit=cmd.cache_hit,
         early_stop=stop,
     )
@@ -179,7 +179,7 @@ def final_selection(cmd: tr.FinalSelection, state: TrainerState, ctx: StageConte
             state = yield from roll(ctx, state, "selection", 0, cmd.skill_hash, units)
         assert state.dataset is not None
         hard, soft, n, _ = _scores(state, "selection", cmd.skill_hash, state.dataset.selection)
-    score = _gate(state, hard, soft)
+    score = gate_of(state, hard, soft)
     promoted = cmd.skill_hash != state.best_hash and score > state.best_score
     yield ev.FinalEvaluated(
         split="selection",
@@ -211,7 +211,7 @@ def final_test(cmd: tr.FinalTest, state: TrainerState, ctx: StageContext) -> Han
         n=n,
         hard=hard,
         soft=soft,  # type: ignore[arg-type]
-        gate_score=_gate(state, hard, soft),
+        gate_score=gate_of(state, hard, soft),
         buckets={k: ev.ScoreBucket(**v) for k, v in table.items()},  # type: ignore[arg-type]
         reused=cmd.reuse,
     )
