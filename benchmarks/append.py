@@ -2,7 +2,9 @@
 optimistic concurrency checked, every transaction committed durably: SQLite WAL with
 synchronous=FULL), one transaction per event (how per-unit events such as rollouts are
 written) and one per stage batch (consecutive events of a type). The events are those of a
-synthetic run built from a real one (benchmarks/synthetic.py). Prints medians and the
+synthetic run built from a real one (benchmarks/synthetic.py). Each mode runs twice: through
+`Ledger.append` alone, and as the runner appends (commands.runner.record: fold the events, then
+append them with the run's status view in the same transaction). Prints medians and the
 machine; no floor (issue 7 asks for the figure), so it exits 0 unless an append fails.
 
 Run: python benchmarks/append.py [--events 20000] [--single 2000] [--repeat 3]
@@ -11,6 +13,7 @@ Run: python benchmarks/append.py [--events 20000] [--single 2000] [--repeat 3]
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import tempfile
@@ -22,19 +25,24 @@ from synthetic import ROOT, machine_line, stage_batches, synthesize, template_ru
 
 sys.path.insert(0, str(ROOT))
 
+from commands.runner import record, status_of  # noqa: E402
 from ledger.store import Ledger  # noqa: E402
 from machine.events import Event, RunCreated  # noqa: E402
+from machine.reducer import reduce  # noqa: E402
 
 STAMP = "2025-01-01T00:00:00+00:00"
 
 
-def append_all(db: Path, events: Sequence[Event], batches: list[list[Event]]) -> float:
+def append_all(
+    db: Path, events: Sequence[Event], batches: list[list[Event]], as_runner: bool
+) -> float:
     """Seconds to append `batches` (after the run.created event) to a fresh ledger."""
     ledger = Ledger.open(str(db), create=True)
     try:
         first = events[0]
         assert isinstance(first, RunCreated)
-        ledger.create_run("rbench", "bench", first.config, STAMP, first)
+        state = reduce([first])
+        ledger.create_run("rbench", "bench", first.config, STAMP, first, status=status_of(state))
         with ledger.engine.connect() as conn:
             sync = conn.exec_driver_sql("PRAGMA synchronous").scalar()
             mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
@@ -42,7 +50,10 @@ def append_all(db: Path, events: Sequence[Event], batches: list[list[Event]]) ->
         seq = 1
         start = time.perf_counter()
         for batch in batches:
-            ledger.append("rbench", seq, batch, STAMP)
+            if as_runner:
+                state = record(ledger, "rbench", state, batch, STAMP)[1]
+            else:
+                ledger.append("rbench", seq, batch, STAMP)
             seq += len(batch)
         return time.perf_counter() - start
     finally:
@@ -63,17 +74,18 @@ def main() -> int:
             "one transaction per event": [[e] for e in body[: args.single]],
             "one transaction per stage batch": list(stage_batches(body[: args.events])),
         }
-        for label, batches in modes.items():
+        for (label, batches), as_runner in itertools.product(modes.items(), (False, True)):
             n = sum(len(b) for b in batches)
             times = []
             for i in range(args.repeat):
-                db = Path(tmp) / f"append-{len(times)}-{i}.db"
-                times.append(append_all(db, events, batches))
+                db = Path(tmp) / f"append-{i}.db"
+                times.append(append_all(db, events, batches, as_runner))
                 db.unlink()
             median = statistics.median(times)
+            how = "as the runner (fold + status view)" if as_runner else "Ledger.append"
             print(
-                f"{label:<32}: {n / median:>8,.0f} events/s ({n} events in {len(batches)} "
-                f"transactions, median {median:.2f} s of {args.repeat})"
+                f"{label:<32} {how:<35}: {n / median:>8,.0f} events/s ({n} events in "
+                f"{len(batches)} transactions, median {median:.2f} s of {args.repeat})"
             )
     return 0
 

@@ -26,9 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `python benchmarks/X.py` runs this checkout's code
     sys.path.insert(0, str(ROOT))
 
+from commands.runner import record, status_of  # noqa: E402
 from ledger.store import Ledger  # noqa: E402
 from machine.canonical import sha256_text  # noqa: E402
 from machine.events import Event, RunCreated  # noqa: E402
+from machine.reducer import reduce  # noqa: E402
 
 # A template with the shape of a real run: 2 steps per epoch, 24 train rollouts per step,
 # 48 selection rollouts per candidate, 6 reflection minibatches per step.
@@ -174,7 +176,8 @@ def stage_batches(events: Sequence[Event]) -> Iterator[list[Event]]:
 def write_ledger(
     db: Path, events: Sequence[Event], blobs: dict[str, str], name: str, batch: int = 1000
 ) -> str:
-    """Append the run through the ledger API; returns its run id."""
+    """Append the run through the ledger API as the runner does (each batch with the status
+    view after it); returns its run id."""
     ledger = Ledger.open(str(db), create=True)
     try:
         ledger.put_blobs(blobs.values())
@@ -182,9 +185,10 @@ def write_ledger(
         first = events[0]
         assert isinstance(first, RunCreated)
         stamp = "2025-01-01T00:00:00+00:00"
-        ledger.create_run(run_id, name, first.config, stamp, first)
+        state = reduce([first])
+        ledger.create_run(run_id, name, first.config, stamp, first, status=status_of(state))
         for i in range(1, len(events), batch):
-            ledger.append(run_id, i, events[i : i + batch], stamp)
+            state = record(ledger, run_id, state, list(events[i : i + batch]), stamp)[1]
         return run_id
     finally:
         ledger.close()

@@ -132,9 +132,11 @@ def init(
     from commands.clock import utc_now
     from commands.config_files import load_config
     from commands.context import build_adapters, split_items
+    from commands.runner import status_of
     from ledger.store import Ledger
     from machine.canonical import canonical_json, sha256_text
     from machine.events import RunCreated
+    from machine.reducer import reduce
 
     loaded = load_config(config_path, set_ or [])
     config, data = _resolve_data_paths(loaded.config, loaded.data, config_path)
@@ -156,7 +158,9 @@ def init(
         skillopt_version=_version(),
         warnings=loaded.warnings,
     )
-    stored = ledger.create_run(run_id, run_name, data, utc_now(), created)
+    stored = ledger.create_run(
+        run_id, run_name, data, utc_now(), created, status=status_of(reduce([created]))
+    )
     for line in loaded.warnings:
         sys.stderr.write(f"warning: {line}\n")
     if json_:
@@ -303,9 +307,9 @@ def run_cmd(
 
 def _set_budget(ledger: Any, run_id: str, state: Any, usd: float | None, tokens: int | None) -> Any:
     from commands.clock import utc_now
+    from commands.runner import record
     from machine.budget import limits
     from machine.events import BudgetSet
-    from machine.reducer import reduce
 
     if (usd is not None and usd < 0) or (tokens is not None and tokens < 0):
         raise InputError("--max-usd and --max-tokens must be >= 0")
@@ -320,8 +324,7 @@ def _set_budget(ledger: Any, run_id: str, state: Any, usd: float | None, tokens:
     )
     if (new.max_usd, new.max_tokens) == (current_usd, current_tokens):
         return state
-    ledger.append(run_id, state.seq, [new], utc_now())
-    return reduce([new], state)
+    return record(ledger, run_id, state, [new], utc_now())[1]
 
 
 def _print_status(view: dict[str, Any]) -> None:
@@ -346,13 +349,33 @@ def _print_status(view: dict[str, Any]) -> None:
 
 @app.command()
 @cli_errors
-def status(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt = False) -> None:
-    """Where the run stands: phase, epoch, step, scores, skill hashes."""
-    from commands.runner import load_state
-    from machine.views import status_view
+def status(
+    db: DbOpt = DEFAULT_DB,
+    run: RunOpt = None,
+    fold: Annotated[
+        bool,
+        typer.Option(
+            "--fold",
+            help="Fold the run's events even when a status view of its last one is stored.",
+        ),
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Where the run stands: phase, epoch, step, scores, skill hashes, spending.
 
-    ledger, row = _open(db, run)
-    view = status_view(load_state(ledger, row.id))
+    Every append stores the run's status view beside its events, so this answers without
+    folding the run; without a view of the run's last event (a ledger of an older skillopt,
+    or --fold) it folds the events. Both ways print the same."""
+    from ledger.stored_status import stored_status
+    from machine.status_format import STATUS_FORMAT
+
+    view = None if fold else stored_status(db, run, STATUS_FORMAT)
+    if view is None:
+        from commands.runner import load_state
+        from machine.views import status_view
+
+        ledger, row = _open(db, run)
+        view = status_view(load_state(ledger, row.id))
     emit_json(view) if json_ else _print_status(view)
 
 
@@ -504,6 +527,9 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
             events, problem = len(stored), check_chain(stored)
         except CorruptEvent as exc:  # a stored event that is not text or not JSON
             problem = (exc.seq, exc.problem)
+        view = "none"
+        if problem is None and row.kind == "train":
+            view, problem = _check_status_view(ledger, row.id, stored)
         results.append(
             {
                 "run": row.name,
@@ -511,6 +537,7 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
                 "ok": problem is None,
                 "seq": problem[0] if problem else None,
                 "problem": problem[1] if problem else None,
+                "status_view": view,
             }
         )
         if problem and first_bad is None:
@@ -533,7 +560,7 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
         for r in results:
             print(
                 f"{r['run']}: {r['events'] or 0} events, "
-                + ("ok" if r["ok"] else f"BAD at seq {r['seq']}")
+                + ("ok" if r["ok"] else f"BAD at seq {r['seq']}: {r['problem']}")
             )
         print(f"blobs: {n_blobs}, " + (f"{len(bad_blobs)} BAD" if bad_blobs else "ok"))
     if first_bad:
@@ -782,12 +809,13 @@ def fork(
     re-chained), then continues under changed settings. The shared prefix costs nothing.
     Settings the prefix already used (data, batches, seeds, the gate's scale) cannot change."""
     from commands.clock import utc_now
-    from commands.runner import fold
+    from commands.runner import fold, status_of
     from machine.canonical import canonical_json, sha256_text
     from machine.config import ConfigError, apply_override, recorded_config, validate_config
     from machine.config_compat import canonical_assignment, redact
     from machine.events import ForkOrigin, RunCreated, SettingsChanged
     from machine.fork import changes, fork_problems
+    from machine.reducer import reduce
     from machine.verify import verify_events
 
     ledger, row = _open(db, run)
@@ -828,8 +856,8 @@ def fork(
     if outcome.problem is not None:
         raise InputError(f"fork refused: seq {outcome.problem[0]}: {outcome.problem[1]}")
     run_id = "r" + sha256_text(canonical_json([name, old, row.id, at]))[:12]
-    ledger.create_run(run_id, name, new, utc_now(), first)
-    ledger.append(run_id, 1, events[1:], stamps)
+    ledger.create_run(run_id, name, new, utc_now(), first, status=status_of(reduce(events[:1])))
+    ledger.append(run_id, 1, events[1:], stamps, status=status_of(reduce(events)))
     if json_:
         emit_json({"run": name, "id": run_id, "forked_from": origin.model_dump(), "changes": diff})
     else:
@@ -1011,6 +1039,61 @@ def doctor(
             print(f"{r['role']:<9} {where}: {verdict}")
     if not all(r["ok"] for r in results):
         raise CheckFailed("a model role does not work; see above")
+
+
+def _check_status_view(
+    ledger: Any, run_id: str, stored: list[Any]
+) -> tuple[str, tuple[int, str] | None]:
+    """(ok | stale | none, problem): the run's stored status view must be what its events up
+    to the view's seq fold to, byte for byte. One of another format is stale: never shown."""
+    from commands.runner import fold, status_of
+    from machine.status_format import STATUS_FORMAT
+
+    row = ledger.status_view(run_id)
+    if row is None:
+        return "none", None
+    if row.format != STATUS_FORMAT:
+        return "stale", None
+    if not 1 <= row.seq <= len(stored) or stored[row.seq - 1].hash != row.hash:
+        return "bad", (row.seq, "the status view is keyed by an event this run does not have")
+    try:
+        expected = status_of(fold(stored[: row.seq])).json
+    except CorruptEvent as exc:
+        return "bad", (exc.seq, exc.problem)
+    if row.view != expected:
+        return "bad", (
+            row.seq,
+            "the stored status view differs from what the events fold to (tampered?); "
+            "`skillopt db refresh-status` writes it anew",
+        )
+    return "ok", None
+
+
+@db_app.command("refresh-status")
+@cli_errors
+def db_refresh_status(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt = False) -> None:
+    """Fold training runs (all, or --run) and store each one's status view as of its last
+    event, so that `skillopt status` answers without folding. `run` keeps it current by
+    itself; this is for ledgers written before skillopt stored views."""
+    from commands.runner import load_state, status_of
+    from ledger.store import Ledger
+
+    if run is not None:
+        ledger, row = _open(db, run)
+        rows = [row]
+    else:
+        ledger = _track(Ledger.open(db))
+        rows = [r for r in ledger.runs() if r.kind == "train"]
+    done = []
+    for row in rows:
+        state = load_state(ledger, row.id)
+        ledger.put_status(row.id, state.seq, status_of(state))
+        done.append({"run": row.name, "seq": state.seq})
+    if json_:
+        emit_json(done)
+    else:
+        for r in done:
+            print(f"{r['run']}: status view stored as of seq {r['seq']}")
 
 
 @db_app.command("upgrade")

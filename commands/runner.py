@@ -12,12 +12,22 @@ from commands.clock import Clock, utc_now
 from commands.context import Progress, StageContext, build_adapters, fingerprint, split_items
 from commands.errors import InputError, RunFailed
 from commands.stages import HandlerGen, aggregate, appendix, epoch, plans, reflect, rollouts, update
-from ledger.store import ConflictError, CorruptEvent, Ledger, LedgerWriteError, StoredEvent
+from ledger.store import (
+    ConflictError,
+    CorruptEvent,
+    Ledger,
+    LedgerWriteError,
+    StatusView,
+    StoredEvent,
+)
 from machine import transitions as tr
 from machine.budget import exhausted, limits, spent
+from machine.canonical import canonical_json
 from machine.events import BudgetExhausted, Event, StageFailed
 from machine.reducer import apply, reduce
 from machine.state import TrainerState
+from machine.status_format import STATUS_FORMAT
+from machine.views import status_view
 
 Handler = Callable[[tr.Command, TrainerState, StageContext], HandlerGen]
 
@@ -67,6 +77,25 @@ def fold(stored: list[StoredEvent]) -> TrainerState:
                     e.run_id, e.seq, f"{e.type} does not fold: {type(exc).__name__}: {exc}"
                 ) from None
     return state
+
+
+def status_of(state: TrainerState) -> StatusView:
+    return StatusView(STATUS_FORMAT, canonical_json(status_view(state)))
+
+
+def record(
+    ledger: Ledger,
+    run_id: str,
+    state: TrainerState,
+    events: list[Event],
+    recorded_at: str,
+    texts: list[str] | None = None,
+) -> tuple[list[StoredEvent], TrainerState]:
+    """Append `events` to the run at `state` and fold them in. The status view of the new
+    state goes into the same transaction, so `skillopt status` can answer without a fold."""
+    folded = reduce(events, state)
+    stored = ledger.append(run_id, state.seq, events, recorded_at, texts or (), status_of(folded))
+    return stored, folded
 
 
 @contextmanager
@@ -125,7 +154,7 @@ def run_stage(
             stage=command.stage, spent_usd=cost, spent_tokens=tokens, max_usd=usd, max_tokens=tok
         )
         if state.last_stop != stop:  # the same stop again adds nothing to the record
-            ledger.append(run_id, state.seq, [stop], clock())
+            record(ledger, run_id, state, [stop], clock())
         raise RunFailed(
             f"budget exhausted before stage {command.stage}: {why}; raise it with "
             "`skillopt run --max-usd X` or `--max-tokens N` to continue"
@@ -137,8 +166,8 @@ def run_stage(
         while True:
             events: list[Event] = batch if isinstance(batch, list) else [batch]
             texts = ctx.take_pending()  # the blobs these events refer to, in one commit
-            result.appended += ledger.append(run_id, result.state.seq, events, clock(), texts)
-            result.state = reduce(events, result.state)
+            stored, result.state = record(ledger, run_id, result.state, events, clock(), texts)
+            result.appended += stored
             batch = gen.send(result.state)
     except StopIteration:
         return result
@@ -177,7 +206,6 @@ def _record_failure(
         error_type=type(exc).__name__,
         message=str(exc)[:2000],
     )
-    stored = ledger.append(run_id, result.state.seq, [failed], clock())
-    result.state = reduce([failed], result.state)
+    stored, result.state = record(ledger, run_id, result.state, [failed], clock())
     result.appended += stored
     return stored[0].seq

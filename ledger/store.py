@@ -6,11 +6,9 @@ triggers reject UPDATE and DELETE. Blobs hold the texts that events refer to by 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
-import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,14 +19,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ledger.errors import ConflictError, CorruptEvent, LedgerError, LedgerWriteError
-from ledger.tables import BlobRow, CallRow, EventRow, RunRow, TimingRow
+from ledger.schema_files import MIGRATIONS, head_of_files
+from ledger.tables import BlobRow, CallRow, EventRow, RunRow, StatusViewRow, TimingRow
 from machine.canonical import GENESIS_HASH, canonical_json, event_hash, sha256_text
 from machine.events import Event, parse_event
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 TABLES = ("runs", "events", "blobs")
 
 
@@ -63,6 +61,15 @@ class StoredEvent:
         }
 
 
+@dataclass(frozen=True)
+class StatusView:
+    """What `skillopt status` shows of a run after the events it is appended with: its format
+    (the view's shape, so that one of another skillopt is never shown) and its JSON text."""
+
+    format: int
+    json: str
+
+
 def database_url(db: str) -> str:
     """A path becomes a SQLite URL; anything with '://' is taken as an SQLAlchemy URL."""
     return db if "://" in db else f"sqlite:///{db}"
@@ -82,25 +89,6 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
     assert head is not None
     return head
-
-
-@functools.cache
-def _head_of_files() -> str | None:
-    """The head revision as the migration files name it, read without loading alembic (an
-    open of an up-to-date ledger needs nothing more); None when that is not clear-cut."""
-    revisions, parents = set(), set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        text = path.read_text("utf-8")
-        revision = re.search(r'^revision\s*=\s*"([^"]+)"\s*$', text, re.M)
-        parent = re.search(r'^down_revision\s*=\s*(?:None|"([^"]+)")\s*$', text, re.M)
-        if revision is None:
-            continue  # not a migration (__init__.py)
-        if parent is None:
-            return None
-        revisions.add(revision.group(1))
-        parents.add(parent.group(1))
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else None
 
 
 def busy_timeout_s() -> float:
@@ -212,7 +200,7 @@ class Ledger:
             raise LedgerError(
                 f"{self.location} is empty, not a skillopt ledger yet (`skillopt init` creates one)"
             )
-        if revision is not None and revision == _head_of_files():
+        if revision is not None and revision == head_of_files():
             return  # up to date
         from alembic.script import ScriptDirectory
 
@@ -278,6 +266,7 @@ class Ledger:
         created_at: str,
         first: Event,
         kind: str = "train",
+        status: StatusView | None = None,
     ) -> StoredEvent:
         with self.write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(skillopt_writer=True)
@@ -291,7 +280,9 @@ class Ledger:
                 if kind != "train":  # the column's default; left out, a pre-0003 schema works too
                     row["kind"] = kind
                 conn.execute(sa.insert(RunRow).values(**row, config=canonical_json(config)))
-                return self._insert(conn, run_id, 0, GENESIS_HASH, [first], created_at)[0]
+                stored = self._insert(conn, run_id, 0, GENESIS_HASH, [first], created_at)[0]
+                _put_status(conn, run_id, stored.seq, stored.hash, status)
+                return stored
 
     # -- events ------------------------------------------------------------------------------
 
@@ -341,9 +332,10 @@ class Ledger:
         events: Sequence[Event],
         recorded_at: str | Sequence[str],
         texts: Iterable[str] = (),
+        status: StatusView | None = None,
     ) -> list[StoredEvent]:
         """Append in one transaction, iff the run's last seq is still `expected_seq`, with the
-        texts (blobs) the events refer to."""
+        texts (blobs) the events refer to and the run's status view after them."""
         if not events:
             return []
         with self.write_lock, self.engine.connect() as conn:
@@ -363,7 +355,9 @@ class Ledger:
                             f"found {last_seq} (another process is writing this run)"
                         )
                     _insert_blobs(conn, {sha256_text(t): t for t in texts})
-                    return self._insert(conn, run_id, last_seq, last_hash, events, recorded_at)
+                    stored = self._insert(conn, run_id, last_seq, last_hash, events, recorded_at)
+                    _put_status(conn, run_id, stored[-1].seq, stored[-1].hash, status)
+                    return stored
             except sa.exc.IntegrityError:
                 raise ConflictError(
                     f"run {run_id}: another process appended seq {expected_seq + 1} first"
@@ -433,6 +427,32 @@ class Ledger:
         query = sa.select(TimingRow).where(TimingRow.run_id == run_id)
         with self.engine.connect() as conn:
             return {r.seq: TimingRow(**r._mapping) for r in conn.execute(query).all()}
+
+    # -- status views ------------------------------------------------------------------------
+
+    def status_view(self, run_id: str) -> StatusViewRow | None:
+        query = sa.select(StatusViewRow).where(StatusViewRow.run_id == run_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return StatusViewRow(**row._mapping) if row else None
+
+    def put_status(self, run_id: str, expected_seq: int, status: StatusView) -> None:
+        """Write the run's status view as of its last event, iff that is still `expected_seq`."""
+        with self.write_lock, self.engine.connect() as conn:
+            conn = conn.execution_options(skillopt_writer=True)
+            with conn.begin():
+                last = conn.execute(
+                    sa.select(EventRow.seq, EventRow.hash)
+                    .where(EventRow.run_id == run_id)
+                    .order_by(EventRow.seq.desc())
+                    .limit(1)
+                ).first()
+                if last is None or last.seq != expected_seq:
+                    raise ConflictError(
+                        f"run {run_id} moved on: expected last seq {expected_seq}, "
+                        f"found {last.seq if last else 0} (another process is writing this run)"
+                    )
+                _put_status(conn, run_id, last.seq, last.hash, status)
 
     # -- blobs -------------------------------------------------------------------------------
 
@@ -531,6 +551,34 @@ class Journal:
         query = sa.select(CallRow).where(CallRow.id.startswith(prefix)).limit(5)
         with self.engine.connect() as conn:
             return [CallRow(**r._mapping) for r in conn.execute(query).all()]
+
+
+_UPDATE_STATUS = sa.text(
+    "UPDATE status_views SET seq = :seq, hash = :hash, format = :format, view = :view "
+    "WHERE run_id = :run_id"
+)
+_INSERT_STATUS = sa.text(
+    "INSERT INTO status_views (run_id, seq, hash, format, view) "
+    "VALUES (:run_id, :seq, :hash, :format, :view)"
+)
+
+
+def _put_status(
+    conn: Connection, run_id: str, seq: int, hash_: str, status: StatusView | None
+) -> None:
+    """Replace the run's status view with `status`, as of event `seq`. Without one the old
+    view stays, describing an earlier event, and status no longer reads it."""
+    if status is None:
+        return
+    row = {
+        "run_id": run_id,
+        "seq": seq,
+        "hash": hash_,
+        "format": status.format,
+        "view": status.json,
+    }
+    if conn.execute(_UPDATE_STATUS, row).rowcount == 0:  # the run's first view
+        conn.execute(_INSERT_STATUS, row)
 
 
 def _insert_blobs(conn: Connection, pairs: dict[str, str]) -> None:

@@ -74,3 +74,15 @@ class TimingRow(SQLModel, table=True):
     seq: int = Field(primary_key=True)
     wall_time_s: float
     detail: str = "{}"  # JSON: finer measurements (e.g. per attempt)
+
+
+class StatusViewRow(SQLModel, table=True):
+    """A run's latest status view (JSON), as of event `seq` with hash `hash`: a cache, outside
+    the hash chain, replaced by every append that carries one."""
+
+    __tablename__ = "status_views"
+    run_id: str = Field(foreign_key="runs.id", primary_key=True)
+    seq: int
+    hash: str
+    format: int
+    view: str
