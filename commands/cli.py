@@ -527,6 +527,8 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
             events, problem = len(stored), check_chain(stored)
         except CorruptEvent as exc:  # a stored event that is not text or not JSON
             problem = (exc.seq, exc.problem)
+        if problem is None and (seq := ledger.noncanonical_payload(row.id)) is not None:
+            problem = (seq, "payload is not the text that was written (its value is; tampered?)")
         view = "none"
         if problem is None and row.kind == "train":
             view, problem = _check_status_view(ledger, row.id, stored)

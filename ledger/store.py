@@ -310,6 +310,17 @@ class Ledger:
             )
         return out
 
+    def noncanonical_payload(self, run_id: str) -> int | None:
+        """The first seq whose stored payload is not the canonical JSON text of its value: a
+        byte changed without changing the value (`e` to `E` in a number, a `\\u001f` escape
+        to `\\u001F`) leaves the hash right, yet is not what was written."""
+        query = sa.select(EventRow.seq, EventRow.payload).where(EventRow.run_id == run_id)
+        with self.engine.connect() as conn:
+            for seq, text in conn.execute(query.order_by(EventRow.seq)):
+                if canonical_json(json.loads(text)) != text:
+                    return int(seq)
+        return None
+
     def _name_undecodable(self, run_id: str, until: int | None) -> None:
         """Raise CorruptEvent for the first event with a text column that is not UTF-8."""
         columns = ("type", "payload", "recorded_at", "prev_hash", "hash")
@@ -431,10 +442,17 @@ class Ledger:
     # -- status views ------------------------------------------------------------------------
 
     def status_view(self, run_id: str) -> StatusViewRow | None:
-        query = sa.select(StatusViewRow).where(StatusViewRow.run_id == run_id)
+        """The run's stored status view; its text read as bytes, so that one changed into
+        something not UTF-8 reads as a different text instead of failing the read."""
+        sqlite = self.engine.dialect.name == "sqlite"
+        view = "CAST(view AS BLOB)" if sqlite else "view"
+        query = f"SELECT seq, hash, format, {view} FROM status_views WHERE run_id = :run"
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        return StatusViewRow(**row._mapping) if row else None
+            row = conn.execute(sa.text(query), {"run": run_id}).first()
+        if row is None:
+            return None
+        text = bytes(row[3]).decode("utf-8", "replace") if sqlite else str(row[3])
+        return StatusViewRow(run_id=run_id, seq=row[0], hash=row[1], format=row[2], view=text)
 
     def put_status(self, run_id: str, expected_seq: int, status: StatusView) -> None:
         """Write the run's status view as of its last event, iff that is still `expected_seq`."""

@@ -1,7 +1,8 @@
-"""Tampering: flip one byte of a random event payload, event hash (or prev_hash) or stored text
-(blob) of a copy of a finished ledger, 200 times with a fixed seed. `skillopt verify` catches
-every flip: exit 1 with one line that names the event's seq or the blob, never a traceback,
-even when the flipped byte leaves a text that is not UTF-8 or a payload that is not JSON."""
+"""Tampering: flip one byte of a random event payload, event hash (or prev_hash), stored text
+(blob) or the stored status view of a copy of a finished ledger, 200 times with a fixed seed.
+`skillopt verify` catches every flip: exit 1 with one line that names the event's seq or the
+blob, never a traceback, even when the flipped byte leaves a text that is not UTF-8 or a
+payload that is not JSON, or keeps the payload's value."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from ledger.store import Ledger
+from machine.events import StageFailed
 from tests.conftest import EXAMPLE, SMALL, Cli
 
 FLIPS = 200
@@ -19,11 +22,13 @@ SEED = 1312
 
 def flip_one_byte(db: Path, rng: random.Random) -> tuple[str, str]:
     """Flip a byte in place; returns (what, the name verify must give: 'seq N' or 'blob H')."""
-    kind = rng.choice(["payload", "hash", "blob"])
+    kind = rng.choice(["payload", "hash", "blob", "view"])
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TRIGGER IF EXISTS events_no_update")
         if kind == "blob":
             table, column = "blobs", "text"
+        elif kind == "view":
+            table, column = "status_views", "view"
         else:
             table, column = (
                 "events",
@@ -41,8 +46,8 @@ def flip_one_byte(db: Path, rng: random.Random) -> tuple[str, str]:
         conn.execute(
             f"UPDATE {table} SET {column} = CAST(? AS TEXT) WHERE rowid = ?", (bytes(data), rowid)
         )
-    what = f"{table}.{column} of {key if table == 'events' else key[:12]} at byte {at}"
-    return what, (f"seq {key}" if table == "events" else f"blob {key[:12]}")
+    what = f"{table}.{column} of {key if table != 'blobs' else key[:12]} at byte {at}"
+    return what, (f"seq {key}" if table != "blobs" else f"blob {key[:12]}")
 
 
 def test_every_flipped_byte_is_caught_by_verify(cli: Cli, tmp_path: Path) -> None:
@@ -63,5 +68,40 @@ def test_every_flipped_byte_is_caught_by_verify(cli: Cli, tmp_path: Path) -> Non
         if not (caught and name in lines[0] and not json.loads(res.out)["ok"]):
             missed.append((what, res.code, res.err.strip()[:200]))
         copy.unlink()
-    assert kinds == {"events.payload", "events.hash", "events.prev_hash", "blobs.text"}
+    assert kinds == {
+        "events.payload",
+        "events.hash",
+        "events.prev_hash",
+        "blobs.text",
+        "status_views.view",
+    }
     assert missed == []
+
+
+def test_a_changed_byte_that_keeps_the_payload_value_is_caught(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "t", *SMALL).code == 0
+    assert cli("run", "--db", str(db), "--max-stages", "2").code == 0
+    # a payload with an escaped control character, appended as skillopt appends (hash chain)
+    ledger = Ledger.open(str(db))
+    run = ledger.find_run("t")
+    last = len(ledger.read(run.id))
+    failed = StageFailed(stage="rollout", step=1, error_type="E", message="tiny \x1f")
+    ledger.append(run.id, last, [failed], "2026-01-01T00:00:00")
+    ledger.close()
+    with sqlite3.connect(db) as conn:
+        (text,) = conn.execute("SELECT payload FROM events WHERE seq = ?", (last + 1,)).fetchone()
+    assert "\\u001f" in text
+    assert cli("verify", "--db", str(db)).code == 0
+    for old, new in [("\\u001f", "\\u001F"), ('"message":"tiny', '"message": "tiny')]:
+        forged = text.replace(old, new)
+        assert forged != text and json.loads(forged) == json.loads(text)  # the same value
+        copy = tmp_path / "copy.db"
+        shutil.copy(db, copy)
+        with sqlite3.connect(copy) as conn:
+            conn.execute("DROP TRIGGER IF EXISTS events_no_update")
+            conn.execute("UPDATE events SET payload = ? WHERE seq = ?", (forged, last + 1))
+        res = cli("verify", "--db", str(copy))
+        assert res.code == 1
+        assert f"seq {last + 1}: payload is not the text that was written" in res.err
+        copy.unlink()

@@ -11,23 +11,25 @@ from typing import Any
 
 import pytest
 
-from machine.canonical import GENESIS_HASH, event_hash
+from machine.canonical import GENESIS_HASH, canonical_json, event_hash
 from tests.conftest import EXAMPLE, PLAIN, SMALL, Cli
 
 
 def _forge(
     db: Path, type_: str, change: Callable[[dict[str, Any]], dict[str, Any]], nth: int = 0
 ) -> int:
-    """Rewrite the nth event of a type and re-chain every hash after it, as a careful forger would."""
+    """Rewrite the nth event of a type and re-chain every hash after it, as a careful forger would
+    (canonical text; the stored status view, which would betray the change, removed)."""
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TRIGGER events_no_update")
+        conn.execute("DELETE FROM status_views")
         seq, payload = conn.execute(
             "SELECT seq, payload FROM events WHERE type = ? ORDER BY seq LIMIT 1 OFFSET ?",
             (type_, nth),
         ).fetchone()
         conn.execute(
             "UPDATE events SET payload = ? WHERE seq = ?",
-            (json.dumps(change(json.loads(payload))), seq),
+            (canonical_json(change(json.loads(payload))), seq),
         )
         prev = GENESIS_HASH
         for run_id, s, t, v, body in conn.execute(
@@ -164,7 +166,7 @@ def test_a_stage_failure_after_completion_is_refused(cli: Cli, small_run: Path) 
         digest = event_hash(run_id, last + 1, "stage.failed", 1, payload, prev)
         conn.execute(
             "INSERT INTO events VALUES (?, ?, 'stage.failed', 1, ?, 't', ?, ?)",
-            (run_id, last + 1, json.dumps(payload), prev, digest),
+            (run_id, last + 1, canonical_json(payload), prev, digest),
         )
     _refused(cli, small_run, last + 1, "after run.completed")
     assert (

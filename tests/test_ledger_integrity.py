@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ledger.store import ConflictError, Ledger
-from machine.canonical import event_hash
+from machine.canonical import canonical_json, event_hash
 from machine.events import StageFailed
 from tests.conftest import Cli
 
@@ -26,8 +26,9 @@ def _tamper(db: Path, seq: int, payload: dict, rechain: bool = False) -> None:
     """Rewrite one payload with a raw connection, bypassing the append-only trigger."""
     with sqlite3.connect(db) as conn:
         conn.execute("DROP TRIGGER events_no_update")
-        conn.execute("UPDATE events SET payload = ? WHERE seq = ?", (json.dumps(payload), seq))
-        if rechain:  # a careful forger also recomputes every hash from there on
+        conn.execute("UPDATE events SET payload = ? WHERE seq = ?", (canonical_json(payload), seq))
+        if rechain:  # a careful forger also recomputes every hash and drops the status view
+            conn.execute("DELETE FROM status_views")
             rows = conn.execute(
                 "SELECT run_id, seq, type, version, payload, prev_hash FROM events ORDER BY seq"
             ).fetchall()
