@@ -113,9 +113,14 @@ class MalformedResponse(RuntimeError):
     """A 200 answer that is not a model response (HTML, missing fields): retried."""
 
 
+# A 200 whose body is not a model response (HTML, truncated or non-UTF-8 bytes, missing
+# fields) was damaged on the way or by a struggling server: asked again, like a 5xx.
+_MALFORMED = ("Malformed", "ResponseValidation", "JSONDecode", "UnicodeDecode")
+
+
 def retryable(exc: BaseException) -> bool:
     name = type(exc).__name__
-    if any(k in name for k in ("Malformed", "ResponseValidation", "JSONDecode")):
+    if any(k in name for k in _MALFORMED):
         return True  # checked first: a validation error carries the 200 it came with
     status = _status(exc)
     if status is not None:

@@ -1,8 +1,9 @@
 """Bad model output, served over the loopback OpenAI-compatible server (tests/fakes.py) to the
 real SDK: an empty reply, prose only, truncated JSON, JSON of the wrong shape, 10 MB of text,
-a body that is not UTF-8. Each ends as a re-ask, an explicit unusable-reply record in the
-ledger, a retried attempt in the call journal, or a clear one-line error; never a traceback
-and never a silent skip. (Transport faults, a huge target reply and non-model bodies are in
+a body that is not UTF-8 (asked again like any damaged body; a clear error once every attempt
+got one). Each ends as a re-ask, an explicit unusable-reply record in the ledger, a retried
+attempt in the call journal, or a clear one-line error; never a traceback and never a silent
+skip. (Transport faults, a huge target reply and non-model bodies are in
 test_providers.py.)"""
 
 from __future__ import annotations
@@ -99,21 +100,42 @@ def _openai_body_with(content: bytes, model: str) -> bytes:
     return json.dumps(body).encode().replace(b"@@CONTENT@@", content)
 
 
+RETRY_FAST = ["--set", "models.ROLE.max_attempts=2", "--set", "models.ROLE.retry_base_s=0.01"]
+
+
+@pytest.mark.parametrize("model", ["m-target", "m-optimizer"])
+def test_a_body_that_is_not_utf8_is_asked_again(
+    cli: Cli, fake: FakeProvider, tmp_path: Path, model: str
+) -> None:
+    db = _start(cli, fake, tmp_path, *RETRY_FAST)
+    fake.faults.append(Fault(body=_openai_body_with(b"caf\xe9 \xff\xfe \xc3(", model), model=model))
+    res = cli("run", "--db", db, *UNTIL_REFLECT)
+    assert res.code == 0, res.err
+    journal = cli("calls", "--db", db, "--json").json()
+    failed = [c for c in journal if c["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["role"] == model.removeprefix("m-")  # kept, numbered
+    assert "can't decode byte 0xe9" in failed[0]["error"]
+    assert cli("events", "--db", db, "--type", "stage.failed", "--json").json() == []
+    assert cli("replay", "--db", db, "--verify").code == 0
+
+
 @pytest.mark.parametrize(("model", "stage"), [("m-target", "baseline"), ("m-optimizer", "reflect")])
-def test_a_body_that_is_not_utf8_is_a_clear_error_and_the_run_resumes(
+def test_a_body_that_stays_not_utf8_is_a_clear_error_and_the_run_resumes(
     cli: Cli, fake: FakeProvider, tmp_path: Path, model: str, stage: str
 ) -> None:
-    db = _start(cli, fake, tmp_path)
-    fake.faults.append(Fault(body=_openai_body_with(b"caf\xe9 \xff\xfe \xc3(", model), model=model))
+    db = _start(cli, fake, tmp_path, *RETRY_FAST)
+    bad = Fault(body=_openai_body_with(b"caf\xe9 \xff\xfe \xc3(", model), model=model)
+    fake.faults.extend([bad, bad])  # every attempt of one call
     res = cli("run", "--db", db)
     assert res.code == 1
     lines = res.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"failed: stage {stage} failed"), res.err
     assert f"model '{model}'" in lines[0] and "UnicodeDecodeError" in lines[0]
+    assert "gave up after 2 attempts" in lines[0]
     failed = cli("events", "--db", db, "--type", "stage.failed", "--json").json()
     assert [f["payload"]["stage"] for f in failed] == [stage]  # recorded, not skipped
     journal = cli("calls", "--db", db, "--json").json()
-    assert [c["status"] for c in journal].count("failed") == 1
+    assert [c["status"] for c in journal].count("failed") == 2
     resumed = cli("run", "--db", db, *UNTIL_REFLECT)  # the server answers again: it resumes
     assert resumed.code == 0, resumed.err
     assert cli("replay", "--db", db, "--verify").code == 0
