@@ -353,13 +353,7 @@ class Ledger:
             conn = conn.execution_options(skillopt_writer=True)
             try:
                 with conn.begin():
-                    last = conn.execute(
-                        sa.select(EventRow.seq, EventRow.hash)
-                        .where(EventRow.run_id == run_id)
-                        .order_by(EventRow.seq.desc())
-                        .limit(1)
-                    ).first()
-                    last_seq, last_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+                    last_seq, last_hash = _last_event(conn, run_id)
                     if last_seq != expected_seq:
                         raise ConflictError(
                             f"run {run_id} moved on: expected last seq {expected_seq}, "
@@ -459,18 +453,13 @@ class Ledger:
         with self.write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(skillopt_writer=True)
             with conn.begin():
-                last = conn.execute(
-                    sa.select(EventRow.seq, EventRow.hash)
-                    .where(EventRow.run_id == run_id)
-                    .order_by(EventRow.seq.desc())
-                    .limit(1)
-                ).first()
-                if last is None or last.seq != expected_seq:
+                last_seq, last_hash = _last_event(conn, run_id)
+                if last_seq != expected_seq:
                     raise ConflictError(
                         f"run {run_id} moved on: expected last seq {expected_seq}, "
-                        f"found {last.seq if last else 0} (another process is writing this run)"
+                        f"found {last_seq} (another process is writing this run)"
                     )
-                _put_status(conn, run_id, last.seq, last.hash, status)
+                _put_status(conn, run_id, last_seq, last_hash, status)
 
     # -- blobs -------------------------------------------------------------------------------
 
@@ -569,6 +558,17 @@ class Journal:
         query = sa.select(CallRow).where(CallRow.id.startswith(prefix)).limit(5)
         with self.engine.connect() as conn:
             return [CallRow(**r._mapping) for r in conn.execute(query).all()]
+
+
+def _last_event(conn: Connection, run_id: str) -> tuple[int, str]:
+    """(seq, hash) of the run's last event; (0, the genesis hash) before its first."""
+    last = conn.execute(
+        sa.select(EventRow.seq, EventRow.hash)
+        .where(EventRow.run_id == run_id)
+        .order_by(EventRow.seq.desc())
+        .limit(1)
+    ).first()
+    return (last[0], last[1]) if last else (0, GENESIS_HASH)
 
 
 _UPDATE_STATUS = sa.text(

@@ -142,3 +142,23 @@ def small_run(cli: Cli, tmp_path: Path) -> Path:
     res = cli("run", "--db", str(db))
     assert res.code == 0, res.err
     return db
+
+
+def copy_into_old_schema(source_db: Path, old: Path, revision: str) -> None:
+    """Write the most recent run of `source_db` into a new ledger file at schema `revision`,
+    as a skillopt of that schema wrote it: the same events, hashes, stamps and blobs."""
+    import sqlalchemy as sa
+
+    from ledger.store import Ledger
+
+    ledger = Ledger(sa.create_engine(f"sqlite:///{old}"), str(old))
+    ledger.upgrade(revision)
+    source = Ledger.open(str(source_db))
+    run = source.find_run(None)
+    stored = source.read(run.id)
+    with source.engine.connect() as conn:
+        ledger.put_blobs(conn.execute(sa.text("SELECT text FROM blobs")).scalars().all())
+    source.close()
+    ledger.create_run(run.id, run.name, json.loads(run.config), run.created_at, stored[0].event())
+    ledger.append(run.id, 1, [e.event() for e in stored[1:]], [e.recorded_at for e in stored[1:]])
+    ledger.close()

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from adapters.closed_loop import HOUSE_RULES
 from adapters.offline import OfflineModel
-from ledger.store import Ledger, head_revision
+from ledger.store import head_revision
 from tests.conftest import EXAMPLE as SIM_EXAMPLE
-from tests.conftest import ROOT, SMALL, Cli, event_rows
+from tests.conftest import ROOT, SMALL, Cli, copy_into_old_schema, event_rows
 
 CLOSED_LOOP = ROOT / "examples" / "closed_loop.yaml"
 INITIAL = (ROOT / "skills" / "closed_loop" / "initial.md").read_text()
@@ -325,17 +324,8 @@ def test_a_ledger_of_the_previous_schema_upgrades_and_takes_a_bench(
     assert cli("init", str(SIM_EXAMPLE), "--db", str(source_db), "--name", "old", *SMALL).code == 0
     assert cli("run", "--db", str(source_db), "--max-stages", "3").code == 0
     old = tmp_path / "old.db"
-    ledger = Ledger(sa.create_engine(f"sqlite:///{old}"), str(old))
-    ledger.upgrade("0002_llm_calls")  # the schema before bench runs: no kind, no timings
-    source = Ledger.open(str(source_db))
-    run = source.find_run(None)
-    stored = source.read(run.id)
-    with source.engine.connect() as conn:
-        ledger.put_blobs(conn.execute(sa.text("SELECT text FROM blobs")).scalars().all())
-    source.close()
-    ledger.create_run(run.id, run.name, json.loads(run.config), run.created_at, stored[0].event())
-    ledger.append(run.id, 1, [e.event() for e in stored[1:]], [e.recorded_at for e in stored[1:]])
-    ledger.close()
+    # the schema before bench runs: no kind, no timings
+    copy_into_old_schema(source_db, old, "0002_llm_calls")
     with sqlite3.connect(old) as conn:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
         assert "kind" not in columns

@@ -12,7 +12,15 @@ import pytest
 import sqlalchemy as sa
 
 from ledger.store import Ledger, head_revision
-from tests.conftest import EXAMPLE, SMALL, Cli, count_events, event_rows, skillopt_process
+from tests.conftest import (
+    EXAMPLE,
+    SMALL,
+    Cli,
+    copy_into_old_schema,
+    count_events,
+    event_rows,
+    skillopt_process,
+)
 from tests.fakes import FakeProvider, Fault
 from tests.test_providers import KEY, roles
 
@@ -129,17 +137,8 @@ def test_a_foundation_schema_ledger_upgrades_in_place(
     cli: Cli, small_run: Path, tmp_path: Path
 ) -> None:
     old = tmp_path / "old.db"
-    ledger = Ledger(sa.create_engine(f"sqlite:///{old}"), str(old))
-    ledger.upgrade("0001_foundation")  # the schema of the first release: no call journal
-    source = Ledger.open(str(small_run))
-    run = source.find_run(None)
-    stored = source.read(run.id)
-    with source.engine.connect() as conn:
-        ledger.put_blobs(conn.execute(sa.text("SELECT text FROM blobs")).scalars().all())
-    source.close()
-    ledger.create_run(run.id, run.name, json.loads(run.config), run.created_at, stored[0].event())
-    ledger.append(run.id, 1, [e.event() for e in stored[1:]], [e.recorded_at for e in stored[1:]])
-    ledger.close()
+    # the schema of the first release: no call journal
+    copy_into_old_schema(small_run, old, "0001_foundation")
     with sqlite3.connect(old) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (
             "0001_foundation",

@@ -10,11 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import sqlalchemy as sa
-from conftest import ALL_MECHANISMS, EXAMPLE, ROOT, SMALL, Cli, event_rows
-
 from ledger.store import Ledger, head_revision
 from machine.events import BudgetSet
+from tests.conftest import (
+    ALL_MECHANISMS,
+    EXAMPLE,
+    ROOT,
+    SMALL,
+    Cli,
+    copy_into_old_schema,
+    event_rows,
+)
 
 
 def stored_view(db: Path, run: str | None = None) -> tuple[int, str, int, str] | None:
@@ -204,24 +210,15 @@ def test_a_ledger_of_the_previous_schema_upgrades_and_gets_views(cli: Cli, tmp_p
     assert cli("init", str(EXAMPLE), "--db", str(source_db), "--name", "old", *SMALL).code == 0
     assert cli("run", "--db", str(source_db), "--max-stages", "3").code == 0
     old = tmp_path / "old.db"
-    ledger = Ledger(sa.create_engine(f"sqlite:///{old}"), str(old))
-    ledger.upgrade("0003_bench_runs")  # the schema before status views
-    source = Ledger.open(str(source_db))
-    run = source.find_run(None)
-    stored = source.read(run.id)
-    with source.engine.connect() as conn:
-        ledger.put_blobs(conn.execute(sa.text("SELECT text FROM blobs")).scalars().all())
-    source.close()
-    ledger.create_run(run.id, run.name, json.loads(run.config), run.created_at, stored[0].event())
-    ledger.append(run.id, 1, [e.event() for e in stored[1:]], [e.recorded_at for e in stored[1:]])
-    ledger.close()
+    copy_into_old_schema(source_db, old, "0003_bench_runs")  # the schema before status views
+    events = len(event_rows(source_db))
     with sqlite3.connect(old) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "status_views" not in tables
     before = event_rows(old)
 
     view = same_both_ways(cli, old)  # the first open upgrades it; no view yet: status folds
-    assert view["events"] == len(stored)
+    assert view["events"] == events
     with sqlite3.connect(old) as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (
             head_revision(),
