@@ -95,5 +95,7 @@ def test_random_kills_resume_to_the_uninterrupted_ledger(cli: Cli, tmp_path: Pat
     assert finish.wait(timeout=120) == 0, finish.stderr.read()  # type: ignore[union-attr]
     assert event_rows(db) == expected
     assert answered_calls(db) == answered_calls(reference)  # no call answered twice, none lost
-    assert cli("verify", "--db", str(db)).code == 0
+    checked = cli("verify", "--db", str(db), "--json")  # the stored status view re-derived too
+    assert checked.code == 0 and checked.json()["runs"][0]["status_view"] == "ok"
+    assert cli("status", "--db", str(db)).out == cli("status", "--db", str(db), "--fold").out
     assert cli("replay", "--db", str(db), "--verify").code == 0
