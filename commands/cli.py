@@ -572,11 +572,13 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
 @app.command()
 @cli_errors
 def runs(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
-    """List the runs of a ledger, oldest first, with their kind (train, or bench)."""
+    """List the runs of a ledger, oldest first, with their kind (train, or bench). A training
+    run's facts come from its stored status view, or from folding it when it has none."""
     from commands.bench import bench_phase
     from commands.runner import load_state
     from ledger.store import Ledger
-    from machine.views import phase_of
+    from machine.status_format import STATUS_FORMAT
+    from machine.views import status_view
 
     ledger = _track(Ledger.open(db))
     rows = []
@@ -587,14 +589,15 @@ def runs(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
                 events, phase = bench_phase(ledger, row.id)
                 rows.append(entry | {"events": events, "phase": phase, "best_score": None})
                 continue
-            state = load_state(ledger, row.id)
+            view = ledger.current_status(row.id, STATUS_FORMAT)
+            if view is None:
+                view = status_view(load_state(ledger, row.id))
         except CorruptEvent as exc:  # one bad run must not hide the others
             rows.append(
                 entry | {"events": None, "phase": f"corrupt at seq {exc.seq}", "best_score": None}
             )
             continue
-        best = state.best_score if state.baseline else None
-        rows.append(entry | {"events": state.seq, "phase": phase_of(state), "best_score": best})
+        rows.append(entry | {k: view[k] for k in ("events", "phase", "best_score")})
     if json_:
         emit_json(rows)
         return

@@ -435,18 +435,34 @@ class Ledger:
 
     # -- status views ------------------------------------------------------------------------
 
-    def status_view(self, run_id: str) -> StatusViewRow | None:
+    def status_view(self, run_id: str, conn: Connection | None = None) -> StatusViewRow | None:
         """The run's stored status view; its text read as bytes, so that one changed into
         something not UTF-8 reads as a different text instead of failing the read."""
         sqlite = self.engine.dialect.name == "sqlite"
         view = "CAST(view AS BLOB)" if sqlite else "view"
         query = f"SELECT seq, hash, format, {view} FROM status_views WHERE run_id = :run"
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.text(query), {"run": run_id}).first()
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.status_view(run_id, own)
+        row = conn.execute(sa.text(query), {"run": run_id}).first()
         if row is None:
             return None
         text = bytes(row[3]).decode("utf-8", "replace") if sqlite else str(row[3])
         return StatusViewRow(run_id=run_id, seq=row[0], hash=row[1], format=row[2], view=text)
+
+    def current_status(self, run_id: str, format_: int) -> dict[str, Any] | None:
+        """The run's stored status view if it describes the run's last event in `format_`
+        (read in one snapshot), else None."""
+        with self.engine.connect() as conn, conn.begin():
+            last = _last_event(conn, run_id)
+            row = self.status_view(run_id, conn)
+        if row is None or (row.seq, row.hash, row.format) != (*last, format_):
+            return None
+        try:
+            value = json.loads(row.view)
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
 
     def put_status(self, run_id: str, expected_seq: int, status: StatusView) -> None:
         """Write the run's status view as of its last event, iff that is still `expected_seq`."""

@@ -231,3 +231,25 @@ def test_a_ledger_of_the_previous_schema_upgrades_and_gets_views(cli: Cli, tmp_p
     assert cli("run", "--db", str(old), "--max-stages", "1").code == 0
     assert stored_view(old, "old")[:2] == last_event(old, "old")
     assert cli("verify", "--db", str(old)).code == 0
+
+
+def test_runs_lists_from_the_stored_views_what_folding_gives(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    for name in ("done", "midway"):
+        assert cli("init", str(EXAMPLE), "--db", str(db), "--name", name, *SMALL).code == 0
+    assert cli("run", "--db", str(db), "--run", "done").code == 0
+    assert cli("run", "--db", str(db), "--run", "midway", "--max-stages", "4").code == 0
+    listed = cli("runs", "--db", str(db), "--json")
+    assert listed.code == 0
+    assert [(r["run"], r["phase"]) for r in listed.json()] == [
+        ("done", "done"),
+        ("midway", "reflect_plan"),
+    ]
+    with sqlite3.connect(db) as conn:  # the view is what runs reads ...
+        conn.execute(
+            'UPDATE status_views SET view = replace(view, \'"phase":"done"\', \'"phase":"forged"\')'
+        )
+    assert cli("runs", "--db", str(db), "--json").json()[0]["phase"] == "forged"
+    with sqlite3.connect(db) as conn:  # ... and without views the folds give the same list
+        conn.execute("DELETE FROM status_views")
+    assert cli("runs", "--db", str(db), "--json").out == listed.out
