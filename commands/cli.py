@@ -371,11 +371,11 @@ def status(
 
     view = None if fold else stored_status(db, run, STATUS_FORMAT)
     if view is None:
-        from commands.runner import load_state
-        from machine.views import status_view
+        from commands.runner import load_state, status_of
 
         ledger, row = _open(db, run)
-        view = status_view(load_state(ledger, row.id))
+        # printed as a stored view reads back, so that both ways print the same bytes
+        view = json.loads(status_of(load_state(ledger, row.id)).json)
     emit_json(view) if json_ else _print_status(view)
 
 
@@ -1052,6 +1052,7 @@ def _check_status_view(
     """(ok | stale | none, problem): the run's stored status view must be what its events up
     to the view's seq fold to, byte for byte. One of another format is stale: never shown."""
     from commands.runner import fold, status_of
+    from ledger.store import check_chain
     from machine.status_format import STATUS_FORMAT
 
     row = ledger.status_view(run_id)
@@ -1059,6 +1060,10 @@ def _check_status_view(
         return "none", None
     if row.format != STATUS_FORMAT:
         return "stale", None
+    if row.seq > len(stored):  # appended since `stored` was read: events only ever grow
+        stored = ledger.read(run_id, until=row.seq)
+        if (problem := check_chain(stored)) is not None:
+            return "bad", problem
     if not 1 <= row.seq <= len(stored) or stored[row.seq - 1].hash != row.hash:
         return "bad", (row.seq, "the status view is keyed by an event this run does not have")
     try:
@@ -1081,7 +1086,7 @@ def db_refresh_status(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt
     event, so that `skillopt status` answers without folding. `run` keeps it current by
     itself; this is for ledgers written before skillopt stored views."""
     from commands.runner import load_state, status_of
-    from ledger.store import Ledger
+    from ledger.store import ConflictError, Ledger
 
     if run is not None:
         ledger, row = _open(db, run)
@@ -1092,13 +1097,18 @@ def db_refresh_status(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt
     done = []
     for row in rows:
         state = load_state(ledger, row.id)
-        ledger.put_status(row.id, state.seq, status_of(state))
-        done.append({"run": row.name, "seq": state.seq})
+        try:
+            ledger.put_status(row.id, state.seq, status_of(state))
+            done.append({"run": row.name, "seq": state.seq, "skipped": None})
+        except ConflictError:  # a writer appended meanwhile, and stored the view it describes
+            why = "another process is appending to it (and storing its view)"
+            done.append({"run": row.name, "seq": None, "skipped": why})
     if json_:
         emit_json(done)
     else:
         for r in done:
-            print(f"{r['run']}: status view stored as of seq {r['seq']}")
+            said = f"skipped: {r['skipped']}" if r["skipped"] else f"as of seq {r['seq']}"
+            print(f"{r['run']}: status view {said}")
 
 
 @db_app.command("upgrade")

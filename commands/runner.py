@@ -206,6 +206,12 @@ def _record_failure(
         error_type=type(exc).__name__,
         message=str(exc)[:2000],
     )
-    stored, result.state = record(ledger, run_id, result.state, [failed], clock())
+    folded = reduce([failed], result.state)
+    try:
+        view = status_of(folded)
+    except Exception:  # the failure recorded may be the view's own; status folds meanwhile
+        view = None
+    stored = ledger.append(run_id, result.state.seq, [failed], clock(), status=view)
+    result.state = folded
     result.appended += stored
     return stored[0].seq

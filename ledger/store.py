@@ -70,6 +70,11 @@ class StatusView:
     json: str
 
 
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON, and never written (canonical_json refuses them)."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def database_url(db: str) -> str:
     """A path becomes a SQLite URL; anything with '://' is taken as an SQLAlchemy URL."""
     return db if "://" in db else f"sqlite:///{db}"
@@ -300,7 +305,7 @@ class Ledger:
         out = []
         for r in rows:
             try:
-                payload = json.loads(r.payload)
+                payload = json.loads(r.payload, parse_constant=_no_constant)
             except ValueError as exc:
                 raise CorruptEvent(run_id, r.seq, f"payload is not JSON ({exc})") from None
             out.append(
@@ -317,7 +322,10 @@ class Ledger:
         query = sa.select(EventRow.seq, EventRow.payload).where(EventRow.run_id == run_id)
         with self.engine.connect() as conn:
             for seq, text in conn.execute(query.order_by(EventRow.seq)):
-                if canonical_json(json.loads(text)) != text:
+                try:
+                    if canonical_json(json.loads(text, parse_constant=_no_constant)) != text:
+                        return int(seq)
+                except ValueError:  # not JSON at all: read() names it first
                     return int(seq)
         return None
 

@@ -29,7 +29,7 @@ def sqlite_path(db: str) -> Path | None:
     """The file of a SQLite ledger (`--db` as a path or a sqlite:/// URL), else None."""
     if "://" not in db:
         return Path(db)
-    if db.startswith("sqlite:///") and "?" not in db:
+    if db.startswith("sqlite:///") and not any(c in db for c in "?%"):  # no query, no escapes
         return Path(db.removeprefix("sqlite:///"))
     return None
 

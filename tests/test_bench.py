@@ -314,7 +314,9 @@ def test_bad_input_is_one_line_and_exit_2(cli: Cli, tmp_path: Path) -> None:
     )
     runs = cli("runs", "--db", str(db), "--json").json()
     assert [(r["run"], r["kind"]) for r in runs] == [("t", "train"), ("b", "bench")]
-    assert cli("status", "--db", str(db)).code == 0  # the most recent training run
+    status = cli("status", "--db", str(db), "--json")  # the most recent training run
+    assert status.code == 0 and status.json()["run"] == "t"
+    assert status.out == cli("status", "--db", str(db), "--json", "--fold").out
 
 
 def test_a_ledger_of_the_previous_schema_upgrades_and_takes_a_bench(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -105,3 +106,22 @@ def test_a_changed_byte_that_keeps_the_payload_value_is_caught(cli: Cli, tmp_pat
         assert res.code == 1
         assert f"seq {last + 1}: payload is not the text that was written" in res.err
         copy.unlink()
+
+
+def test_a_payload_with_nan_is_named_not_a_traceback(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "t.db"
+    assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "t", *SMALL).code == 0
+    assert cli("run", "--db", str(db), "--max-stages", "2").code == 0  # a baseline with a score
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TRIGGER IF EXISTS events_no_update")
+        seq, text = conn.execute(
+            "SELECT seq, payload FROM events WHERE type = 'baseline.evaluated'"
+        ).fetchone()
+        nan = re.sub(r'"hard":[0-9.e-]+', '"hard":NaN', text)
+        assert nan != text
+        conn.execute("UPDATE events SET payload = ? WHERE seq = ?", (nan, seq))
+    for command in (["verify"], ["status", "--fold"], ["replay", "--verify"]):
+        res = cli(*command, "--db", str(db))
+        lines = res.err.strip().splitlines()
+        assert res.code == 1 and len(lines) == 1, (command, res.err)
+        assert f"seq {seq}" in lines[0] and "NaN is not a JSON value" in lines[0], command

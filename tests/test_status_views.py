@@ -9,7 +9,14 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
+from freezegun import freeze_time
+
+import commands.runner
+from commands.cli import _check_status_view
+from commands.runner import record
 from ledger.store import Ledger, head_revision
 from machine.events import BudgetSet
 from tests.conftest import (
@@ -168,7 +175,7 @@ def test_verify_catches_a_tampered_view_and_refresh_status_rewrites_it(
     assert f"run t: seq {seq}: the stored status view differs" in res.err
     assert "refresh-status" in res.err
     refreshed = cli("db", "refresh-status", "--db", str(db), "--json")
-    assert refreshed.code == 0 and refreshed.json() == [{"run": "t", "seq": seq}]
+    assert refreshed.code == 0 and refreshed.json() == [{"run": "t", "seq": seq, "skipped": None}]
     assert stored_view(db, "t")[3] == view
     assert cli("verify", "--db", str(db)).code == 0
     assert cli("status", "--db", str(db), "--json").json()["done"] is False
@@ -253,3 +260,72 @@ def test_runs_lists_from_the_stored_views_what_folding_gives(cli: Cli, tmp_path:
     with sqlite3.connect(db) as conn:  # ... and without views the folds give the same list
         conn.execute("DELETE FROM status_views")
     assert cli("runs", "--db", str(db), "--json").out == listed.out
+
+
+def test_runs_created_at_the_same_instant_are_ordered_by_name_both_ways(
+    cli: Cli, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.db"
+    with freeze_time("2026-03-01T00:00:00Z"):
+        for name in ("b", "a"):
+            assert cli("init", str(EXAMPLE), "--db", str(db), "--name", name, *SMALL).code == 0
+    assert same_both_ways(cli, db)["run"] == "b"  # (created_at, name): b is the last
+
+
+def test_a_run_whose_only_optimizer_calls_come_late_prints_the_same_both_ways(
+    cli: Cli, tmp_path: Path
+) -> None:
+    # A skill with nothing left to fix: no reflection, so the first optimizer tokens are the
+    # slow update's, whose stage name sorts after the rollouts' (the roles' names do not).
+    db = tmp_path / "runs.db"
+    assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "learn").code == 0
+    assert cli("run", "--db", str(db)).code == 0  # the demo: best scores 1.0
+    best = tmp_path / "best.md"
+    assert cli("skill", "export", "best", "-o", str(best), "--db", str(db)).code == 0
+    late = [
+        *["--set", f"env.skill_init={best}", "--set", "gradient.failure_only=true"],
+        *["--set", "models.target.options.base_slip=0"],
+    ]
+    assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "late", *SMALL, *late).code == 0
+    phases = []
+    while not (view := same_both_ways(cli, db, "--run", "late"))["done"]:
+        phases.append(view["phase"])
+        assert cli("run", "--db", str(db), "--run", "late", "--max-stages", "1").code == 0
+    assert "reflect" not in phases and "meta_skill" in phases
+
+
+def test_verify_checks_a_view_appended_after_it_read_the_events(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "w", *SMALL).code == 0
+    assert cli("run", "--db", str(db), "--max-stages", "3").code == 0
+    ledger = Ledger.open(str(db))
+    run = ledger.find_run("w")
+    stored = ledger.read(run.id)  # verify has read the events; a runner appends meanwhile
+    state = commands.runner.load_state(ledger, run.id)
+    record(ledger, run.id, state, [BudgetSet(max_usd=None, max_tokens=77)], "2026-01-01T00:00:00")
+    assert _check_status_view(ledger, run.id, stored) == ("ok", None)
+    ledger.close()
+
+
+def test_refresh_status_skips_a_run_another_process_appends_to(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "runs.db"
+    assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "busy", *SMALL).code == 0
+    fold = commands.runner.load_state
+
+    def fold_while_another_writer_appends(ledger: Ledger, run_id: str) -> Any:
+        state = fold(ledger, run_id)
+        other = Ledger.open(str(db))
+        other.append(run_id, state.seq, [BudgetSet(max_usd=None, max_tokens=5)], "2026-01-01")
+        other.close()
+        return state
+
+    monkeypatch.setattr(commands.runner, "load_state", fold_while_another_writer_appends)
+    res = cli("db", "refresh-status", "--db", str(db), "--json")
+    assert res.code == 0, res.err
+    (row,) = res.json()
+    assert row["run"] == "busy" and row["seq"] is None and "another process" in row["skipped"]
+    monkeypatch.undo()
+    assert same_both_ways(cli, db)["budget"]["max_tokens"] == 5
+    assert cli("verify", "--db", str(db)).code == 0
