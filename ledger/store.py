@@ -361,12 +361,7 @@ class Ledger:
             conn = conn.execution_options(skillopt_writer=True)
             try:
                 with conn.begin():
-                    last_seq, last_hash = _last_event(conn, run_id)
-                    if last_seq != expected_seq:
-                        raise ConflictError(
-                            f"run {run_id} moved on: expected last seq {expected_seq}, "
-                            f"found {last_seq} (another process is writing this run)"
-                        )
+                    last_seq, last_hash = _expect_last(conn, run_id, expected_seq)
                     _insert_blobs(conn, {sha256_text(t): t for t in texts})
                     stored = self._insert(conn, run_id, last_seq, last_hash, events, recorded_at)
                     _put_status(conn, run_id, stored[-1].seq, stored[-1].hash, status)
@@ -477,12 +472,7 @@ class Ledger:
         with self.write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(skillopt_writer=True)
             with conn.begin():
-                last_seq, last_hash = _last_event(conn, run_id)
-                if last_seq != expected_seq:
-                    raise ConflictError(
-                        f"run {run_id} moved on: expected last seq {expected_seq}, "
-                        f"found {last_seq} (another process is writing this run)"
-                    )
+                last_seq, last_hash = _expect_last(conn, run_id, expected_seq)
                 _put_status(conn, run_id, last_seq, last_hash, status)
 
     # -- blobs -------------------------------------------------------------------------------
@@ -593,6 +583,17 @@ def _last_event(conn: Connection, run_id: str) -> tuple[int, str]:
         .limit(1)
     ).first()
     return (last[0], last[1]) if last else (0, GENESIS_HASH)
+
+
+def _expect_last(conn: Connection, run_id: str, expected_seq: int) -> tuple[int, str]:
+    """The run's last event, which must still be `expected_seq` (optimistic concurrency)."""
+    last_seq, last_hash = _last_event(conn, run_id)
+    if last_seq != expected_seq:
+        raise ConflictError(
+            f"run {run_id} moved on: expected last seq {expected_seq}, "
+            f"found {last_seq} (another process is writing this run)"
+        )
+    return last_seq, last_hash
 
 
 _UPDATE_STATUS = sa.text(
