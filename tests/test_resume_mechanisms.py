@@ -12,7 +12,9 @@ from pathlib import Path
 
 from commands.runner import load_state
 from ledger.store import Ledger
+from ledger.stored_status import stored_status
 from machine import transitions as tr
+from machine.status_format import STATUS_FORMAT
 from tests.conftest import ALL_MECHANISMS, EXAMPLE, SMALL, Cli, event_rows, sets, skillopt_process
 
 # Optimizer calls take long enough for a kill to land while one is in flight.
@@ -36,12 +38,23 @@ def _next(db: Path) -> tr.Command | None:
         ledger.close()
 
 
+def _about_to(db: Path, wanted: tr.Command) -> bool:
+    """Whether `wanted` is the next stage, by the status view the runner stores with every
+    append: read with sqlite3 in a millisecond, where a fold per poll lagged a loaded run by
+    more than the call the kill must land in. `_kill_inside` checks by folding afterwards."""
+    view = stored_status(str(db), "r", STATUS_FORMAT)
+    if view is None or view["phase"] != wanted.stage:
+        return False
+    where = "step" if isinstance(wanted, tr.FlushAppendix) else "epoch"
+    return bool(view[where] == getattr(wanted, where))
+
+
 def _kill_inside(db: Path, wanted: tr.Command) -> None:
     """Run until `wanted` is the next stage, let its optimizer call start, SIGKILL."""
     proc = skillopt_process("run", "--db", str(db), "--run", "r")
     deadline = time.monotonic() + 90
     try:
-        while _next(db) != wanted:
+        while not _about_to(db, wanted):
             assert proc.poll() is None, f"run ended before {wanted}: {proc.stderr.read()}"
             assert time.monotonic() < deadline, f"{wanted} never came"
             time.sleep(0.005)
