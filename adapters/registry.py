@@ -6,7 +6,13 @@ from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from adapters.protocol import AdapterError, ChatModel, DataSource, Environment, RoleSettings
+from skillopt.adapters.protocol import (
+    AdapterError,
+    ChatModel,
+    DataSource,
+    Environment,
+    RoleSettings,
+)
 
 MODEL_GROUP = "skillopt.models"
 ENV_GROUP = "skillopt.environments"
@@ -16,7 +22,7 @@ REMOTE_BACKENDS = ("anthropic", "openai", "azure")
 
 
 def _builtin_models() -> dict[str, Callable[..., ChatModel]]:
-    from adapters.offline import OfflineModel
+    from skillopt.adapters.models.offline import OfflineModel
 
     return {"offline": OfflineModel, **{name: _remote(name) for name in REMOTE_BACKENDS}}
 
@@ -24,10 +30,10 @@ def _builtin_models() -> dict[str, Callable[..., ChatModel]]:
 def _remote(backend: str) -> Callable[..., ChatModel]:
     def build(settings: RoleSettings) -> ChatModel:
         if backend == "anthropic":
-            from adapters.anthropic_model import AnthropicModel
+            from skillopt.adapters.models.anthropic_model import AnthropicModel
 
             return AnthropicModel(settings)
-        from adapters.openai_model import OpenAIModel
+        from skillopt.adapters.models.openai_model import OpenAIModel
 
         return OpenAIModel(settings)
 
@@ -35,9 +41,9 @@ def _remote(backend: str) -> Callable[..., ChatModel]:
 
 
 def _builtin_envs() -> dict[str, Callable[..., Environment]]:
-    from adapters.closed_loop import ClosedLoopEnvironment
-    from adapters.qa import QAEnvironment
-    from adapters.sim import SimEnvironment
+    from skillopt.adapters.environments.closed_loop import ClosedLoopEnvironment
+    from skillopt.adapters.environments.qa import QAEnvironment
+    from skillopt.adapters.environments.sim import SimEnvironment
 
     return {"sim": SimEnvironment, "qa": QAEnvironment, "closed_loop": ClosedLoopEnvironment}
 

@@ -3,7 +3,7 @@ optimistic concurrency checked, every transaction committed durably: SQLite WAL 
 synchronous=FULL), one transaction per event (how per-unit events such as rollouts are
 written) and one per stage batch (consecutive events of a type). The events are those of a
 synthetic run built from a real one (benchmarks/synthetic.py). Each mode runs twice: through
-`Ledger.append` alone, and as the runner appends (commands.runner.record: fold the events, then
+`Ledger.append` alone, and as the runner appends (skillopt.commands.runner.record: fold the events, then
 append them with the run's status view in the same transaction). Prints medians and the
 machine; no floor (issue 7 asks for the figure), so it exits 0 unless an append fails.
 
@@ -21,14 +21,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from synthetic import ROOT, machine_line, stage_batches, synthesize, template_run
+from synthetic import machine_line, stage_batches, synthesize, template_run
 
-sys.path.insert(0, str(ROOT))
-
-from commands.runner import record, status_of  # noqa: E402
-from ledger.store import Ledger  # noqa: E402
-from machine.events import Event, RunCreated  # noqa: E402
-from machine.reducer import reduce  # noqa: E402
+from skillopt.commands.runner import record, status_of
+from skillopt.ledger.store import Ledger
+from skillopt.machine.core.events import Event, RunCreated
+from skillopt.machine.loop.reducer import reduce
 
 STAMP = "2025-01-01T00:00:00+00:00"
 

@@ -1,5 +1,5 @@
 """CLI latency: wall time of `skillopt status` on a run of 20k events and of `skillopt --help`,
-each a fresh process as a user starts it (python -m commands.cli, the console script's
+each a fresh process as a user starts it (python -m skillopt.commands.cli, the console script's
 module). `status` answers from the status view stored with the run's last event (the synthetic
 run is appended as the runner appends); `status --fold` folds the events, as status does on a
 ledger without a current view. Prints medians, where the folding path's time goes
@@ -26,11 +26,11 @@ FLOOR_S = 0.5  # skillopt status on a 20k-event run
 PHASES = """
 import sys, time
 t0 = time.perf_counter()
-import commands.cli
-from commands.runner import paused_gc
-from ledger.store import Ledger
-from machine.reducer import reduce
-from machine.views import status_view
+import skillopt.commands.cli
+from skillopt.commands.runner import paused_gc
+from skillopt.ledger.store import Ledger
+from skillopt.machine.loop.reducer import reduce
+from skillopt.machine.reports.views import status_view
 t1 = time.perf_counter()
 with paused_gc():  # as load_state reads, decodes and folds
     ledger = Ledger.open(sys.argv[1]); run = ledger.find_run(None)
@@ -67,7 +67,7 @@ def main() -> int:
     print(machine_line())
     with tempfile.TemporaryDirectory() as tmp:
         ((db, _, _),) = build(Path(tmp), [args.events]).values()
-        cli = ["-m", "commands.cli"]
+        cli = ["-m", "skillopt.commands.cli"]
         status = [*cli, "status", "--db", str(db)]
         wall(*status, "--fold")  # warm the OS file cache and .pyc files
         same = all(

@@ -21,11 +21,9 @@ from pathlib import Path
 
 from synthetic import ROOT, machine_line
 
-sys.path.insert(0, str(ROOT))
-
-from commands.context import Progress  # noqa: E402
-from commands.runner import load_state, make_context, run_stage  # noqa: E402
-from ledger.store import Ledger  # noqa: E402
+from skillopt.commands.context import Progress
+from skillopt.commands.runner import load_state, make_context, run_stage
+from skillopt.ledger.store import Ledger
 
 LATENCY_S = 0.1
 FLOOR = 0.90  # share of the ideal at 8 workers
@@ -38,7 +36,7 @@ def baseline_seconds(folder: Path, items: int, workers: int) -> float:
         [
             sys.executable,
             "-m",
-            "commands.cli",
+            "skillopt.commands.cli",
             "init",
             "examples/sim.yaml",
             "--db",

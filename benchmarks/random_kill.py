@@ -22,14 +22,12 @@ from pathlib import Path
 
 from synthetic import ROOT, machine_line
 
-sys.path.insert(0, str(ROOT))
-
 from tests.test_faults_kill import FULL_FEATURED, SLOW, answered_calls, kill_at  # noqa: E402
 
 
 def skillopt(*args: str) -> int:
     return subprocess.run(
-        [sys.executable, "-m", "commands.cli", *args], cwd=ROOT, capture_output=True
+        [sys.executable, "-m", "skillopt.commands.cli", *args], cwd=ROOT, capture_output=True
     ).returncode
 
 

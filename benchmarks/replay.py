@@ -24,14 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from synthetic import ROOT, build, machine_line
+from synthetic import build, machine_line
 
-sys.path.insert(0, str(ROOT))
-
-from commands.runner import fold, paused_gc  # noqa: E402
-from ledger.store import Ledger  # noqa: E402
-from machine.reducer import reduce  # noqa: E402
-from machine.views import render_markdown, report_data  # noqa: E402
+from skillopt.commands.runner import fold, paused_gc
+from skillopt.ledger.store import Ledger
+from skillopt.machine.loop.reducer import reduce
+from skillopt.machine.reports.views import render_markdown, report_data
 
 FLOOR = 100_000  # events folded per second
 

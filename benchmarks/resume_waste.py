@@ -31,8 +31,6 @@ from typing import Any
 
 from synthetic import ROOT, machine_line
 
-sys.path.insert(0, str(ROOT))
-
 from tests.fakes import FakeProvider  # noqa: E402
 
 SIZES = {"train": 12, "selection": 12, "test": 12}
@@ -70,7 +68,7 @@ def config(url: str) -> list[str]:
 
 def skillopt(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "commands.cli", *args],
+        [sys.executable, "-m", "skillopt.commands.cli", *args],
         cwd=ROOT,
         env={**os.environ, KEY_ENV: "sk-bench"},
         text=True,

@@ -22,15 +22,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python benchmarks/X.py` runs this checkout's code
-    sys.path.insert(0, str(ROOT))
+from skillopt.commands.runner import record, status_of
+from skillopt.ledger.store import Ledger
+from skillopt.machine.core.canonical import sha256_text
+from skillopt.machine.core.events import Event, RunCreated
+from skillopt.machine.loop.reducer import reduce
 
-from commands.runner import record, status_of  # noqa: E402
-from ledger.store import Ledger  # noqa: E402
-from machine.canonical import sha256_text  # noqa: E402
-from machine.events import Event, RunCreated  # noqa: E402
-from machine.reducer import reduce  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # A template with the shape of a real run: 2 steps per epoch, 24 train rollouts per step,
 # 48 selection rollouts per candidate, 6 reflection minibatches per step.
@@ -60,7 +58,7 @@ def machine_line() -> str:
 
 def skillopt(*args: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "commands.cli", *args],
+        [sys.executable, "-m", "skillopt.commands.cli", *args],
         cwd=ROOT,
         check=True,
         stdout=subprocess.DEVNULL,
@@ -144,7 +142,7 @@ def synthesize(template_db: Path, events: int) -> tuple[list[Event], dict[str, s
 
 
 def _parse(row: dict[str, Any], stored: Sequence[Any]) -> Event:
-    from machine.events import parse_event
+    from skillopt.machine.core.events import parse_event
 
     version = next(e.version for e in stored if e.type == row["type"])
     return parse_event(row["type"], version, row["payload"])

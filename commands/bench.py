@@ -1,7 +1,7 @@
 """`skillopt bench closed-loop`: the closed-loop benchmark of the seed, on the ledger.
 
 Every task runs with the target model of each config (no optimization): generate, run in the
-sandbox, classify, repair up to the retry cap (adapters/closed_loop.py). The bench is a run of
+sandbox, classify, repair up to the retry cap (adapters/environments/closed_loop.py). The bench is a run of
 kind `bench` in the ledger: `bench.started` records the plan (configs, skill hashes, task ids),
 one `bench.task` per task and config records every attempt (tokens, outcome, category, program
 and output excerpts by blob hash, the call id), `bench.completed` the totals. Measured wall
@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from adapters.protocol import AdapterError, ChatModel, DataSource, Item
-from commands.errors import InputError, RunFailed
+from skillopt.adapters.protocol import AdapterError, ChatModel, DataSource, Item
+from skillopt.commands.errors import InputError, RunFailed
 
 if TYPE_CHECKING:  # imported when a bench runs: `skillopt --help` stays quick
-    from adapters.closed_loop import ClosedLoopEnvironment, Episode
-    from ledger.store import Ledger, StoredEvent
-    from machine.config import SkilloptConfig
-    from machine.events import BenchCompleted, BenchStarted, BenchTask
+    from skillopt.adapters.environments.closed_loop import ClosedLoopEnvironment, Episode
+    from skillopt.ledger.store import Ledger, StoredEvent
+    from skillopt.machine.config.schema import SkilloptConfig
+    from skillopt.machine.core.events import BenchCompleted, BenchStarted, BenchTask
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,12 +47,12 @@ bench_app = typer.Typer(
 
 
 def _cli_errors(fn: F) -> F:
-    """The CLI's error mapping (one line, exit 2 / 1), imported when called: commands.cli
+    """The CLI's error mapping (one line, exit 2 / 1), imported when called: skillopt.commands.cli
     imports this module to register it."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from commands.cli import cli_errors
+        from skillopt.commands.cli import cli_errors
 
         return cli_errors(fn)(*args, **kwargs)
 
@@ -98,10 +98,10 @@ def _load_arms(
 ) -> tuple[list[Arm], DataSource | None]:
     """Configs, their environments (all on the task source of the first config, or --tasks),
     their skills; every problem is an InputError naming the file."""
-    from adapters.closed_loop import ClosedLoopEnvironment
-    from commands.config_files import load_config
-    from machine.canonical import sha256_text
-    from machine.config import ConfigError, validate_config
+    from skillopt.adapters.environments.closed_loop import ClosedLoopEnvironment
+    from skillopt.commands.config_files import load_config
+    from skillopt.machine.config.schema import ConfigError, validate_config
+    from skillopt.machine.core.canonical import sha256_text
 
     source: DataSource | None = None
     if tasks is not None:
@@ -161,7 +161,7 @@ def _plan_items(
     arm: Arm, tasks: Path | None, splits: list[str], wanted: list[str]
 ) -> tuple[list[Item], dict[str, Any]]:
     """The tasks of the plan in order, and where they came from."""
-    from adapters.splits import read_rows
+    from skillopt.adapters.environments.splits import read_rows
 
     env = arm.env
     if tasks is not None and tasks.is_file():
@@ -189,8 +189,8 @@ def _plan_items(
 
 def _attempt_records(episode: Episode, call_ids: list[str]) -> tuple[list[Any], list[str]]:
     """The events' per-attempt records, and the texts they refer to by hash."""
-    from machine.canonical import sha256_text
-    from machine.events import BenchAttempt, Tokens
+    from skillopt.machine.core.canonical import sha256_text
+    from skillopt.machine.core.events import BenchAttempt, Tokens
 
     records, texts = [], []
     for i, a in enumerate(episode.attempts):
@@ -292,7 +292,7 @@ def closed_loop(
     """Run closed-loop code tasks with the target model of each config and report the seed's
     per-task economics (tokens, repair tokens by turn, attempts, wall time, outcome) and
     `K/N runs succeeded`. Every attempt is recorded in the ledger (a run of kind bench)."""
-    from machine.bench import render_task_list
+    from skillopt.machine.reports.bench import render_task_list
 
     if limit is not None and limit < 1:
         raise InputError(f"--limit {limit}: must be >= 1")
@@ -357,10 +357,10 @@ def _run_bench(
     db: str,
     name: str | None,
 ) -> None:
-    from commands.context import fingerprint
-    from ledger.store import Ledger
-    from machine.canonical import canonical_json, sha256_text
-    from machine.events import BenchArm, BenchStarted
+    from skillopt.commands.context import fingerprint
+    from skillopt.ledger.store import Ledger
+    from skillopt.machine.core.canonical import canonical_json, sha256_text
+    from skillopt.machine.core.events import BenchArm, BenchStarted
 
     records = []
     for arm in arms:
@@ -409,10 +409,10 @@ def _open_or_create(
 ) -> str:
     """The run id of the bench `name`: created with the plan, or an existing bench whose
     recorded plan is this one (resumed)."""
-    from commands.clock import utc_now
-    from machine.bench import plan_difference
-    from machine.canonical import canonical_json, sha256_text
-    from machine.events import BenchStarted
+    from skillopt.commands.clock import utc_now
+    from skillopt.machine.core.canonical import canonical_json, sha256_text
+    from skillopt.machine.core.events import BenchStarted
+    from skillopt.machine.reports.bench import plan_difference
 
     existing = next((r for r in ledger.runs() if r.name == name), None)
     if existing is None:
@@ -439,8 +439,8 @@ def _recorded(
     ledger: Ledger, run_id: str
 ) -> tuple[BenchStarted, list[BenchTask], BenchCompleted | None, list[StoredEvent]]:
     """(bench.started, bench.task events, bench.completed or None, every stored event)."""
-    from ledger.store import CorruptEvent
-    from machine.events import BenchCompleted, BenchStarted, BenchTask
+    from skillopt.ledger.store import CorruptEvent
+    from skillopt.machine.core.events import BenchCompleted, BenchStarted, BenchTask
 
     stored = ledger.read(run_id)
     events = [e.event() for e in stored]
@@ -455,13 +455,13 @@ def _work(
     ledger: Ledger, run_id: str, arms: list[Arm], plan: list[Item], limit: int | None
 ) -> None:
     """Run every (task, config) of the plan not recorded yet, one event per finished task."""
-    from adapters.registry import make_model
-    from commands.clock import utc_now
-    from commands.context import role_settings
-    from commands.journal import JournaledModel
-    from ledger.store import ConflictError
-    from machine.bench import plan_keys, totals
-    from machine.events import BenchCompleted, BenchTask
+    from skillopt.adapters.registry import make_model
+    from skillopt.commands.clock import utc_now
+    from skillopt.commands.context import role_settings
+    from skillopt.commands.journal import JournaledModel
+    from skillopt.ledger.store import ConflictError
+    from skillopt.machine.core.events import BenchCompleted, BenchTask
+    from skillopt.machine.reports.bench import plan_keys, totals
 
     started, tasks, completed, stored = _recorded(ledger, run_id)
     if completed is not None:
@@ -528,7 +528,7 @@ def _work(
 
 def bench_report(ledger: Ledger, run_id: str) -> dict[str, Any]:
     """The JSON report of a bench run, from the ledger alone."""
-    from machine.bench import report_data
+    from skillopt.machine.reports.bench import report_data
 
     started, tasks, completed, stored = _recorded(ledger, run_id)
     row = ledger.find_run(run_id)
@@ -546,14 +546,14 @@ def bench_report(ledger: Ledger, run_id: str) -> dict[str, Any]:
 
 def bench_phase(ledger: Ledger, run_id: str) -> tuple[int, str]:
     """(events, a status phrase) of a bench run, for `skillopt runs`."""
-    from machine.bench import status
+    from skillopt.machine.reports.bench import status
 
     started, tasks, completed, stored = _recorded(ledger, run_id)
     return len(stored), status(started, tasks, completed)
 
 
 def _report(ledger: Ledger, run_id: str, json_: bool, output: Path | None) -> None:
-    from machine.bench import render_markdown
+    from skillopt.machine.reports.bench import render_markdown
 
     data = bench_report(ledger, run_id)
     text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n"

@@ -11,9 +11,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from commands.bench import bench_app
-from commands.errors import CheckFailed, InputError, RunFailed
-from ledger.errors import CorruptEvent, LedgerError, LedgerWriteError
+from skillopt.commands.bench import bench_app
+from skillopt.commands.errors import CheckFailed, InputError, RunFailed
+from skillopt.ledger.errors import CorruptEvent, LedgerError, LedgerWriteError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,7 +88,7 @@ def emit_json(value: Any) -> None:
 
 def load_config_file(path: Path, overrides: list[str]) -> tuple[Any, dict[str, Any]]:
     """Our format or the reference trainer's, with `_base_` and `--set` (commands/config_files)."""
-    from commands.config_files import load_config
+    from skillopt.commands.config_files import load_config
 
     loaded = load_config(path, overrides)
     return loaded.config, loaded.data
@@ -129,14 +129,14 @@ def init(
     json_: JsonOpt = False,
 ) -> None:
     """Create a run from a config file and record run.created. Nothing is executed yet."""
-    from commands.clock import utc_now
-    from commands.config_files import load_config
-    from commands.context import build_adapters, split_items
-    from commands.runner import status_of
-    from ledger.store import Ledger
-    from machine.canonical import canonical_json, sha256_text
-    from machine.events import RunCreated
-    from machine.reducer import reduce
+    from skillopt.commands.clock import utc_now
+    from skillopt.commands.config_files import load_config
+    from skillopt.commands.context import build_adapters, split_items
+    from skillopt.commands.runner import status_of
+    from skillopt.ledger.store import Ledger
+    from skillopt.machine.core.canonical import canonical_json, sha256_text
+    from skillopt.machine.core.events import RunCreated
+    from skillopt.machine.loop.reducer import reduce
 
     loaded = load_config(config_path, set_ or [])
     config, data = _resolve_data_paths(loaded.config, loaded.data, config_path)
@@ -174,7 +174,7 @@ def init(
 def _resolve_data_paths(config: Any, data: dict[str, Any], config_path: Path) -> tuple[Any, Any]:
     """Data paths are relative to the config file; the run records them absolute so that a
     resume from another directory reads the same files."""
-    from machine.config import validate_config
+    from skillopt.machine.config.schema import validate_config
 
     env = dict(data["env"])
     for key in ("split_dir", "data_path"):
@@ -205,7 +205,7 @@ def _version() -> str:
 def _open(db: str, run: str | None, bench_ok: bool = False) -> tuple[Any, Any]:
     """The ledger and a run (default: the most recent training run). A bench run (`skillopt
     bench`) has no trainer state: only commands that read any run pass bench_ok."""
-    from ledger.store import Ledger
+    from skillopt.ledger.store import Ledger
 
     ledger = _track(Ledger.open(db))
     row = ledger.find_run(run, None if bench_ok else "train")
@@ -241,8 +241,8 @@ def _event_line(e: Any) -> str:
 @cli_errors
 def step(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt = False) -> None:
     """Execute exactly one stage of the run, then stop; print the events it appended."""
-    from commands.context import Progress
-    from commands.runner import load_state, make_context, run_stage
+    from skillopt.commands.context import Progress
+    from skillopt.commands.runner import load_state, make_context, run_stage
 
     ledger, row = _open(db, run)
     state = load_state(ledger, row.id)
@@ -275,10 +275,10 @@ def run_cmd(
     Stops before a stage once a budget is spent; --max-usd/--max-tokens raise it (recorded)."""
     from rich.console import Console  # imported here: commands without progress stay fast
 
-    from commands.context import Progress
-    from commands.progress import RichProgress
-    from commands.runner import load_state, make_context, run_stage
-    from machine.views import status_view
+    from skillopt.commands.context import Progress
+    from skillopt.commands.progress import RichProgress
+    from skillopt.commands.runner import load_state, make_context, run_stage
+    from skillopt.machine.reports.views import status_view
 
     ledger, row = _open(db, run)
     state = load_state(ledger, row.id)
@@ -306,10 +306,10 @@ def run_cmd(
 
 
 def _set_budget(ledger: Any, run_id: str, state: Any, usd: float | None, tokens: int | None) -> Any:
-    from commands.clock import utc_now
-    from commands.runner import record
-    from machine.budget import limits
-    from machine.events import BudgetSet
+    from skillopt.commands.clock import utc_now
+    from skillopt.commands.runner import record
+    from skillopt.machine.core.events import BudgetSet
+    from skillopt.machine.decisions.spending import limits
 
     if (usd is not None and usd < 0) or (tokens is not None and tokens < 0):
         raise InputError("--max-usd and --max-tokens must be >= 0")
@@ -366,12 +366,12 @@ def status(
     Every append stores the run's status view beside its events, so this answers without
     folding the run; without a view of the run's last event (a ledger of an older skillopt,
     or --fold) it folds the events. Both ways print the same."""
-    from ledger.stored_status import stored_status
-    from machine.status_format import STATUS_FORMAT
+    from skillopt.ledger.stored_status import stored_status
+    from skillopt.machine.reports.status_format import STATUS_FORMAT
 
     view = None if fold else stored_status(db, run, STATUS_FORMAT)
     if view is None:
-        from commands.runner import load_state, status_of
+        from skillopt.commands.runner import load_state, status_of
 
         ledger, row = _open(db, run)
         # printed as a stored view reads back, so that both ways print the same bytes
@@ -409,10 +409,10 @@ def replay(
     json_: JsonOpt = False,
 ) -> None:
     """Rebuild the state by folding the ledger's events; --verify re-derives every decision."""
-    from commands.runner import fold
-    from ledger.store import check_chain
-    from machine.verify import verify_events
-    from machine.views import status_view
+    from skillopt.commands.runner import fold
+    from skillopt.ledger.store import check_chain
+    from skillopt.machine.reports.views import status_view
+    from skillopt.machine.verify import verify_events
 
     ledger, row = _open(db, run)
     stored = ledger.read(row.id, until)
@@ -479,10 +479,10 @@ def report(
     ] = None,
 ) -> None:
     """The run's report, rendered from the ledger alone (same ledger, same bytes)."""
-    from commands.runner import load_state
-    from machine.charts import score_chart_svg
-    from machine.html_report import render_html
-    from machine.views import render_markdown, report_data
+    from skillopt.commands.runner import load_state
+    from skillopt.machine.reports.charts import score_chart_svg
+    from skillopt.machine.reports.html import render_html
+    from skillopt.machine.reports.views import render_markdown, report_data
 
     if md + json_ + html > 1:
         raise InputError("choose one of --md, --json and --html")
@@ -514,7 +514,7 @@ def report(
 def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
     """Check the schema version, every run's hash chain and that every stored text (blob)
     hashes to its key; exit 1 naming the first bad event or blob."""
-    from ledger.store import Ledger, check_chain, head_revision
+    from skillopt.ledger.store import Ledger, check_chain, head_revision
 
     ledger = _track(Ledger.open(db))
     revision = ledger.schema_revision()
@@ -574,11 +574,11 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
 def runs(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
     """List the runs of a ledger, oldest first, with their kind (train, or bench). A training
     run's facts come from its stored status view, or from folding it when it has none."""
-    from commands.bench import bench_phase
-    from commands.runner import load_state
-    from ledger.store import Ledger
-    from machine.status_format import STATUS_FORMAT
-    from machine.views import status_view
+    from skillopt.commands.bench import bench_phase
+    from skillopt.commands.runner import load_state
+    from skillopt.ledger.store import Ledger
+    from skillopt.machine.reports.status_format import STATUS_FORMAT
+    from skillopt.machine.reports.views import status_view
 
     ledger = _track(Ledger.open(db))
     rows = []
@@ -619,8 +619,8 @@ RefArg = Annotated[
 
 def _skill(db: str, run: str | None, ref: str) -> tuple[Any, Any, str]:
     """(ledger, state, full hash) of the skill REF names in the run."""
-    from commands.runner import load_state
-    from machine.history import RefError, resolve
+    from skillopt.commands.runner import load_state
+    from skillopt.machine.reports.history import RefError, resolve
 
     ledger, row = _open(db, run)
     state = load_state(ledger, row.id)
@@ -635,8 +635,8 @@ def _skill(db: str, run: str | None, ref: str) -> tuple[Any, Any, str]:
 def why(ref: RefArg, db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt = False) -> None:
     """The evidence chain of a skill version: verdict, parent, edits and where each came from
     (merge calls, reflection minibatches, their items and fail reasons), selection flips."""
-    from machine.forensics import render_why
-    from machine.forensics import why as why_tree
+    from skillopt.machine.reports.forensics import render_why
+    from skillopt.machine.reports.forensics import why as why_tree
 
     _, state, skill = _skill(db, run, ref)
     tree = why_tree(state, skill)
@@ -671,7 +671,7 @@ def skill_export(
 @cli_errors
 def skill_diff(a: RefArg, b: RefArg, db: DbOpt = DEFAULT_DB, run: RunOpt = None) -> None:
     """Unified diff between two skill versions (e.g. `skill diff initial best`)."""
-    from machine.history import unified_diff
+    from skillopt.machine.reports.history import unified_diff
 
     ledger, _, first = _skill(db, run, a)
     _, _, second = _skill(db, run, b)
@@ -685,10 +685,10 @@ def skill_diff(a: RefArg, b: RefArg, db: DbOpt = DEFAULT_DB, run: RunOpt = None)
 @cli_errors
 def skill_log(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt = False) -> None:
     """Every skill version of the run: hash, step, fate, selection score, length."""
-    from machine.history import versions
+    from skillopt.machine.reports.history import versions
 
     ledger, row = _open(db, run)
-    from commands.runner import load_state
+    from skillopt.commands.runner import load_state
 
     state = load_state(ledger, row.id)
     found = versions(state)
@@ -749,7 +749,7 @@ def blob(
     db: DbOpt = DEFAULT_DB,
 ) -> None:
     """Print a stored text: a skill, a trajectory, an optimizer prompt or reply (see `why`)."""
-    from ledger.store import Ledger
+    from skillopt.ledger.store import Ledger
 
     ledger = _track(Ledger.open(db))
     if len(prefix) < 6:
@@ -774,8 +774,8 @@ def export(
 ) -> None:
     """Write the run in the reference trainer's output layout (config.json, history.json,
     skills/, best_skill.md, runtime_state.json, summary.json, steps/step_NNNN/...)."""
-    from commands.runner import load_state
-    from machine.export import export_reference
+    from skillopt.commands.runner import load_state
+    from skillopt.machine.reports.export import export_reference
 
     if format_ != "skillopt":
         raise InputError(f"--format {format_}: unknown format (known: skillopt)")
@@ -813,15 +813,20 @@ def fork(
     """A what-if run: a new run whose ledger starts with the origin's events up to SEQ (copied,
     re-chained), then continues under changed settings. The shared prefix costs nothing.
     Settings the prefix already used (data, batches, seeds, the gate's scale) cannot change."""
-    from commands.clock import utc_now
-    from commands.runner import fold, status_of
-    from machine.canonical import canonical_json, sha256_text
-    from machine.config import ConfigError, apply_override, recorded_config, validate_config
-    from machine.config_compat import canonical_assignment, redact
-    from machine.events import ForkOrigin, RunCreated, SettingsChanged
-    from machine.fork import changes, fork_problems
-    from machine.reducer import reduce
-    from machine.verify import verify_events
+    from skillopt.commands.clock import utc_now
+    from skillopt.commands.runner import fold, status_of
+    from skillopt.machine.config.compat import canonical_assignment, redact
+    from skillopt.machine.config.schema import (
+        ConfigError,
+        apply_override,
+        recorded_config,
+        validate_config,
+    )
+    from skillopt.machine.core.canonical import canonical_json, sha256_text
+    from skillopt.machine.core.events import ForkOrigin, RunCreated, SettingsChanged
+    from skillopt.machine.decisions.fork import changes, fork_problems
+    from skillopt.machine.loop.reducer import reduce
+    from skillopt.machine.verify import verify_events
 
     ledger, row = _open(db, run)
     stored = ledger.read(row.id)
@@ -893,9 +898,9 @@ def calls_list(
     """List the run's model calls with tokens and cost; `calls show ID` prints one."""
     if ctx.invoked_subcommand is not None:
         return
-    from commands.runner import load_state
-    from ledger.store import Journal
-    from machine.budget import token_cost
+    from skillopt.commands.runner import load_state
+    from skillopt.ledger.store import Journal
+    from skillopt.machine.decisions.spending import token_cost
 
     ledger, row = _open(db, run)
     state = load_state(ledger, row.id)
@@ -951,7 +956,7 @@ def calls_show(
     db: DbOpt = DEFAULT_DB,
 ) -> None:
     """Print one call: its key, the request (role, model, system, messages) and the reply."""
-    from ledger.store import Journal, Ledger
+    from skillopt.ledger.store import Journal, Ledger
 
     ledger = _track(Ledger.open(db))
     found = Journal(ledger).find(call_id)
@@ -987,13 +992,13 @@ def doctor(
     model work, with the provider's error when not. Exit 1 if a role fails."""
     import time
 
-    from adapters.protocol import AdapterError, ChatRequest, Message
-    from adapters.registry import make_model
-    from commands.context import role_settings
-    from commands.runner import load_state
+    from skillopt.adapters.protocol import AdapterError, ChatRequest, Message
+    from skillopt.adapters.registry import make_model
+    from skillopt.commands.context import role_settings
+    from skillopt.commands.runner import load_state
 
     if config_path is not None:
-        from commands.config_files import load_config
+        from skillopt.commands.config_files import load_config
 
         loaded = load_config(config_path, [])
         config = loaded.config
@@ -1051,9 +1056,9 @@ def _check_status_view(
 ) -> tuple[str, tuple[int, str] | None]:
     """(ok | stale | none, problem): the run's stored status view must be what its events up
     to the view's seq fold to, byte for byte. One of another format is stale: never shown."""
-    from commands.runner import fold, status_of
-    from ledger.store import check_chain
-    from machine.status_format import STATUS_FORMAT
+    from skillopt.commands.runner import fold, status_of
+    from skillopt.ledger.store import check_chain
+    from skillopt.machine.reports.status_format import STATUS_FORMAT
 
     row = ledger.status_view(run_id)
     if row is None:
@@ -1085,8 +1090,8 @@ def db_refresh_status(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt
     """Fold training runs (all, or --run) and store each one's status view as of its last
     event, so that `skillopt status` answers without folding. `run` keeps it current by
     itself; this is for ledgers written before skillopt stored views."""
-    from commands.runner import load_state, status_of
-    from ledger.store import ConflictError, Ledger
+    from skillopt.commands.runner import load_state, status_of
+    from skillopt.ledger.store import ConflictError, Ledger
 
     if run is not None:
         ledger, row = _open(db, run)
@@ -1115,7 +1120,7 @@ def db_refresh_status(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt
 @cli_errors
 def db_upgrade(db: DbOpt = DEFAULT_DB) -> None:
     """Upgrade the ledger schema to this skillopt's version (opening a ledger also does it)."""
-    from ledger.store import Ledger
+    from skillopt.ledger.store import Ledger
 
     ledger = _track(Ledger.open(db))
     print(f"{db}: schema revision {ledger.schema_revision()}")

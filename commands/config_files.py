@@ -24,9 +24,14 @@ from typing import Any
 
 import yaml
 
-from commands.errors import InputError
-from machine.config import ConfigError, SkilloptConfig, apply_override, validate_config
-from machine.config_compat import canonical_assignment, deep_merge, normalize, to_skillopt
+from skillopt.commands.errors import InputError
+from skillopt.machine.config.compat import canonical_assignment, deep_merge, normalize, to_skillopt
+from skillopt.machine.config.schema import (
+    ConfigError,
+    SkilloptConfig,
+    apply_override,
+    validate_config,
+)
 
 PATH_KEYS = ("skill_init", "split_dir", "data_path")  # under env
 
@@ -120,7 +125,7 @@ def read_config_tree(path: Path) -> dict[str, Any]:
 
 
 def load_config(path: Path, overrides: list[str]) -> LoadedConfig:
-    from commands.cli import non_finite
+    from skillopt.commands.cli import non_finite
 
     data = read_config_tree(path)
     try:

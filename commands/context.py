@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 
-from adapters.protocol import (
+from skillopt.adapters.protocol import (
     AdapterError,
     ChatModel,
     DataSource,
@@ -15,19 +15,19 @@ from adapters.protocol import (
     Item,
     RoleSettings,
 )
-from adapters.registry import make_environment, make_model
-from commands.clock import utc_now
-from commands.errors import InputError
-from commands.journal import JournaledModel
-from ledger.store import Ledger
-from machine.canonical import canonical_json, sha256_text
-from machine.config import SkilloptConfig
+from skillopt.adapters.registry import make_environment, make_model
+from skillopt.commands.clock import utc_now
+from skillopt.commands.errors import InputError
+from skillopt.commands.journal import JournaledModel
+from skillopt.ledger.store import Ledger
+from skillopt.machine.config.schema import SkilloptConfig
+from skillopt.machine.core.canonical import canonical_json, sha256_text
 
 SPLITS = ("train", "selection", "test")
 
 
 def load_template(name: str) -> str:
-    return resources.files("skills").joinpath("optimizer", f"{name}.md").read_text("utf-8")
+    return resources.files("skillopt.skills").joinpath("optimizer", f"{name}.md").read_text("utf-8")
 
 
 class Progress:

@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from adapters.protocol import ChatModel, ChatRequest, Completion
-from adapters.remote import retry_listener
-from ledger.store import Journal, Ledger
-from ledger.tables import CallRow
-from machine.canonical import canonical_json, sha256_text
+from skillopt.adapters.models.remote import retry_listener
+from skillopt.adapters.protocol import ChatModel, ChatRequest, Completion
+from skillopt.ledger.store import Journal, Ledger
+from skillopt.ledger.tables import CallRow
+from skillopt.machine.core.canonical import canonical_json, sha256_text
 
 
 def request_text(role: str, model: str, request: ChatRequest) -> str:

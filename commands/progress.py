@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as RichBar
 
-from commands.context import Progress
+from skillopt.commands.context import Progress
 
 
 class RichProgress(Progress):

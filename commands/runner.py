@@ -8,11 +8,26 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from commands.clock import Clock, utc_now
-from commands.context import Progress, StageContext, build_adapters, fingerprint, split_items
-from commands.errors import InputError, RunFailed
-from commands.stages import HandlerGen, aggregate, appendix, epoch, plans, reflect, rollouts, update
-from ledger.store import (
+from skillopt.commands.clock import Clock, utc_now
+from skillopt.commands.context import (
+    Progress,
+    StageContext,
+    build_adapters,
+    fingerprint,
+    split_items,
+)
+from skillopt.commands.errors import InputError, RunFailed
+from skillopt.commands.stages import (
+    HandlerGen,
+    aggregate,
+    appendix,
+    epoch,
+    reflect,
+    rollouts,
+    update,
+)
+from skillopt.commands.stages import dataset as plans
+from skillopt.ledger.store import (
     ConflictError,
     CorruptEvent,
     Ledger,
@@ -20,14 +35,14 @@ from ledger.store import (
     StatusView,
     StoredEvent,
 )
-from machine import transitions as tr
-from machine.budget import exhausted, limits, spent
-from machine.canonical import canonical_json
-from machine.events import BudgetExhausted, Event, StageFailed
-from machine.reducer import apply, reduce
-from machine.state import TrainerState
-from machine.status_format import STATUS_FORMAT
-from machine.views import status_view
+from skillopt.machine.core.canonical import canonical_json
+from skillopt.machine.core.events import BudgetExhausted, Event, StageFailed
+from skillopt.machine.core.state import TrainerState
+from skillopt.machine.decisions.spending import exhausted, limits, spent
+from skillopt.machine.loop import transitions as tr
+from skillopt.machine.loop.reducer import apply, reduce
+from skillopt.machine.reports.status_format import STATUS_FORMAT
+from skillopt.machine.reports.views import status_view
 
 Handler = Callable[[tr.Command, TrainerState, StageContext], HandlerGen]
 
@@ -69,6 +84,8 @@ def fold(stored: list[StoredEvent]) -> TrainerState:
     state = TrainerState()
     with paused_gc():
         for e in stored:
+            if e.seq != state.seq + 1:  # the schema keeps runs gapless; a copy may not
+                raise CorruptEvent(e.run_id, e.seq, f"follows seq {state.seq}: events have a gap")
             event = e.event()
             try:
                 state = apply(state, event)

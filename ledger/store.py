@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ledger.errors import ConflictError, CorruptEvent, LedgerError, LedgerWriteError
-from ledger.schema_files import MIGRATIONS, head_of_files
-from ledger.tables import BlobRow, CallRow, EventRow, RunRow, StatusViewRow, TimingRow
-from machine.canonical import GENESIS_HASH, canonical_json, event_hash, sha256_text
-from machine.events import Event, parse_event
+from skillopt.ledger.errors import ConflictError, CorruptEvent, LedgerError, LedgerWriteError
+from skillopt.ledger.schema_files import MIGRATIONS, head_of_files
+from skillopt.ledger.tables import BlobRow, CallRow, EventRow, RunRow, StatusViewRow, TimingRow
+from skillopt.machine.core.canonical import GENESIS_HASH, canonical_json, event_hash, sha256_text
+from skillopt.machine.core.events import Event, parse_event
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig

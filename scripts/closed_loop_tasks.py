@@ -14,13 +14,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from skillopt.adapters.environments.closed_loop import HOUSE_RULES, program_for
 
-from adapters.closed_loop import HOUSE_RULES, program_for  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # (task type, id, description, solution). Per type: the first 6 go to train, the next 3 to
 # val (the selection split), the last 3 to test.

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from adapters.offline import OfflineModel
-from adapters.protocol import ChatRequest, Message
-from adapters.sim import TASK_TYPES, SimEnvironment
+from skillopt.adapters.environments.sim import TASK_TYPES, SimEnvironment
+from skillopt.adapters.models.offline import OfflineModel
+from skillopt.adapters.protocol import ChatRequest, Message
 
 RULES_HEADING = "## Formatting rules"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from adapters.closed_loop import (
+from skillopt.adapters.environments.closed_loop import (
     HOUSE_RULES,
     ClosedLoopEnvironment,
     expected_text,
@@ -23,9 +23,9 @@ from adapters.closed_loop import (
     shipped_tasks,
     soft_score,
 )
-from adapters.offline import OfflineModel
-from adapters.protocol import AdapterError, ChatRequest, Completion, DataSource, Item
-from adapters.registry import env_names, make_environment
+from skillopt.adapters.models.offline import OfflineModel
+from skillopt.adapters.protocol import AdapterError, ChatRequest, Completion, DataSource, Item
+from skillopt.adapters.registry import env_names, make_environment
 from tests.conftest import ROOT, Cli
 
 EXAMPLE = ROOT / "examples" / "closed_loop.yaml"

@@ -1,4 +1,4 @@
-"""Config compatibility: the reference trainer's YAML (machine/config_compat.py, pure) read
+"""Config compatibility: the reference trainer's YAML (machine/config/compat.py, pure) read
 through `_base_` inheritance and `--set` (commands/config_files.py), end to end through the CLI."""
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from commands.config_files import read_config_tree
-from commands.errors import InputError
-from machine.config import ConfigError, validate_config
-from machine.config_compat import (
+from skillopt.commands.config_files import read_config_tree
+from skillopt.commands.errors import InputError
+from skillopt.machine.config.compat import (
     REDACTED,
     canonical_assignment,
     deep_merge,
@@ -23,6 +22,7 @@ from machine.config_compat import (
     redact,
     to_skillopt,
 )
+from skillopt.machine.config.schema import ConfigError, validate_config
 from tests.conftest import EXAMPLE, ROOT, SMALL, Cli
 
 REFERENCE_EXAMPLE = ROOT / "examples" / "reference" / "sim.yaml"

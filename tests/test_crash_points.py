@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from commands.context import Progress
-from commands.runner import load_state, make_context, run_stage
-from ledger.store import Ledger
+from skillopt.commands.context import Progress
+from skillopt.commands.runner import load_state, make_context, run_stage
+from skillopt.ledger.store import Ledger
 from tests.conftest import ALL_GATED, ALL_MECHANISMS, EXAMPLE, PLAIN, Cli, event_rows
 
 TINY = [

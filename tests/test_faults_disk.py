@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from commands.cli import app
+from skillopt.commands.cli import app
 from tests.conftest import EXAMPLE, ROOT, SMALL, Cli, event_rows
 
 PR_CAPBSET_DROP = 24
@@ -47,7 +47,7 @@ def skillopt(
     *args: str, preexec: Callable[[], None] | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "commands.cli", *args],
+        [sys.executable, "-m", "skillopt.commands.cli", *args],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         preexec_fn=preexec,

@@ -13,8 +13,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from ledger.store import Ledger
-from machine.events import StageFailed
+from skillopt.ledger.store import Ledger
+from skillopt.machine.core.events import StageFailed
 from tests.conftest import EXAMPLE, SMALL, Cli
 
 FLIPS = 200

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from machine.canonical import GENESIS_HASH, canonical_json, event_hash
+from skillopt.machine.core.canonical import GENESIS_HASH, canonical_json, event_hash
 from tests.conftest import EXAMPLE, PLAIN, SMALL, Cli
 
 

@@ -137,8 +137,8 @@ def test_a_forged_settings_change_is_refused_by_verify(cli: Cli, small_run: Path
 
 
 def test_a_fork_of_a_run_older_than_a_mechanism_keeps_it_off() -> None:
-    from machine.config import recorded_config, validate_config
-    from machine.fork import changes
+    from skillopt.machine.config.schema import recorded_config, validate_config
+    from skillopt.machine.decisions.fork import changes
 
     old = validate_config({"env": {"name": "sim", "skill_init": "x.md"}}).model_dump(mode="json")
     for key in ("use_step_buffer", "use_slow_update", "use_meta_skill"):

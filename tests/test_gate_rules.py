@@ -1,4 +1,4 @@
-"""Exact early reject and the paired gate (machine/gate_rules.py).
+"""Exact early reject and the paired gate (machine/decisions/gate.py).
 
 The pure part: the bounds (hard, soft, mixed; ties, every remaining item at the maximum, the
 exact boundary), checked against what a full pass would decide for many completions; the paired
@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from commands.runner import load_state
-from ledger.store import Ledger
-from machine import events as ev
-from machine import gate_rules
-from machine.reducer import reduce
-from machine.scoring import aggregate, decide_gate, effects, gate_score
-from machine.state import TrainerState
+from skillopt.commands.runner import load_state
+from skillopt.ledger.store import Ledger
+from skillopt.machine.core import events as ev
+from skillopt.machine.core.state import TrainerState
+from skillopt.machine.decisions import gate as gate_rules
+from skillopt.machine.decisions.scoring import aggregate, decide_gate, effects, gate_score
+from skillopt.machine.loop.reducer import reduce
 from tests.conftest import ALL_GATED, EXAMPLE, PLAIN, SMALL, Cli, event_rows, sets
 from tests.test_crash_points import _resume, _truncate
 from tests.test_forgery import _forge
@@ -323,7 +323,7 @@ def _run(cli: Cli, db: Path, *extra: str) -> Path:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from typer.testing import CliRunner
 
-    from commands.cli import app
+    from skillopt.commands.cli import app
     from tests.conftest import Result
 
     def cli(*args: str) -> Result:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ledger.store import Ledger, head_revision
+from skillopt.ledger.store import Ledger, head_revision
 from tests.conftest import (
     EXAMPLE,
     SMALL,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger.store import ConflictError, Ledger
-from machine.canonical import canonical_json, event_hash
-from machine.events import StageFailed
+from skillopt.ledger.store import ConflictError, Ledger
+from skillopt.machine.core.canonical import canonical_json, event_hash
+from skillopt.machine.core.events import StageFailed
 from tests.conftest import Cli
 
 

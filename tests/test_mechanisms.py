@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from machine.skilldoc import APPENDIX_START, SLOW_UPDATE_START
+from skillopt.machine.decisions.skilldoc import APPENDIX_START, SLOW_UPDATE_START
 from tests.conftest import ALL_GATED, ALL_MECHANISMS, EXAMPLE, PLAIN, SMALL, Cli, sets
 
 RUNS = {
@@ -24,7 +24,7 @@ RUNS = {
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     from typer.testing import CliRunner
 
-    from commands.cli import app
+    from skillopt.commands.cli import app
 
     db = str(tmp_path_factory.mktemp("mechanisms") / "runs.db")
     runner = CliRunner()

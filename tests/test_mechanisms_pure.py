@@ -11,16 +11,18 @@ from typing import Any
 
 import pytest
 
-from adapters import offline_modes as om
-from machine import events as ev
-from machine import transitions as tr
-from machine.candidates import clamp_budget, rewrite_outcome
-from machine.config import ConfigError, OptimizerConfig, recorded_config, validate_config
-from machine.edits import Edit, SkillCandidate, Suggestion
-from machine.reducer import reduce
-from machine.replies_memory import RewriteReply
-from machine.review import category, pairs, pending, plan_review, window
-from machine.skilldoc import (
+from skillopt.adapters.models import offline_modes as om
+from skillopt.machine.config.schema import (
+    ConfigError,
+    OptimizerConfig,
+    recorded_config,
+    validate_config,
+)
+from skillopt.machine.core import events as ev
+from skillopt.machine.core.edits import Edit, SkillCandidate, Suggestion
+from skillopt.machine.core.state import ItemScore, TrainerState
+from skillopt.machine.decisions.review import category, pairs, pending, plan_review, window
+from skillopt.machine.decisions.skilldoc import (
     APPENDIX_END,
     APPENDIX_HEADING,
     APPENDIX_START,
@@ -35,9 +37,9 @@ from machine.skilldoc import (
     with_appendix,
     with_slow_update,
 )
-from machine.state import ItemScore, TrainerState
-from machine.step_buffer import buffer_text, fail_group, step_buffer
-from machine.transitions import (
+from skillopt.machine.loop import transitions as tr
+from skillopt.machine.loop.reducer import reduce
+from skillopt.machine.loop.transitions import (
     CompleteEpoch,
     CompleteStep,
     EvaluateCandidate,
@@ -59,6 +61,9 @@ from machine.transitions import (
     next_budget,
     next_command,
 )
+from skillopt.machine.optimizer.replies_memory import RewriteReply
+from skillopt.machine.optimizer.step_buffer import buffer_text, fail_group, step_buffer
+from skillopt.machine.stages.update import clamp_budget, rewrite_outcome
 
 H0 = "a0" * 32  # the initial skill
 H1 = "b1" * 32

@@ -1,5 +1,5 @@
-"""Optimizer replies of the issue-3 mechanisms: machine/replies.py's mode-aware reflection and
-merges, and machine/replies_memory.py's single-shot calls (budget, rewrite, slow update, meta
+"""Optimizer replies of the issue-3 mechanisms: machine/optimizer/replies.py's mode-aware reflection and
+merges, and machine/optimizer/replies_memory.py's single-shot calls (budget, rewrite, slow update, meta
 skill, consolidation). Reference: trainer-semantics.md sections 2.4 and 2.8."""
 
 from __future__ import annotations
@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from machine.replies import (
+from skillopt.machine.optimizer.replies import (
     ReplyError,
     parse_merge_candidates,
     parse_merge_suggestions,
     parse_reflection,
 )
-from machine.replies_memory import (
+from skillopt.machine.optimizer.replies_memory import (
     parse_budget,
     parse_consolidation,
     parse_meta_skill,

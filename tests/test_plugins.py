@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from adapters.registry import env_names
+from skillopt.adapters.registry import env_names
 from tests.conftest import ROOT, Cli
 
 PLUGIN = ROOT / "examples" / "plugin"
@@ -44,7 +44,7 @@ def run(pythonpath: list[Path], *args: str, cwd: Path = ROOT) -> subprocess.Comp
 
 
 def skillopt(pythonpath: list[Path], *args: str) -> subprocess.CompletedProcess[str]:
-    return run(pythonpath, "-m", "commands.cli", *args)
+    return run(pythonpath, "-m", "skillopt.commands.cli", *args)
 
 
 @pytest.fixture

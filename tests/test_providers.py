@@ -233,7 +233,7 @@ def test_a_huge_reply_is_stored_and_scored(cli: Cli, fake: FakeProvider, tmp_pat
 
 
 def test_the_rate_limit_spaces_request_starts() -> None:
-    from adapters.remote import RateLimiter
+    from skillopt.adapters.models.remote import RateLimiter
 
     slept: list[float] = []
     limiter = RateLimiter(rpm=120)  # one start every 0.5 s

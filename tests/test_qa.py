@@ -10,9 +10,7 @@ from typing import Any
 
 import pytest
 
-from adapters.offline import OfflineModel
-from adapters.protocol import AdapterError, ChatRequest, Completion, DataSource
-from adapters.qa import (
+from skillopt.adapters.environments.qa import (
     HOUSE_KEYS,
     QAEnvironment,
     exact_match,
@@ -22,7 +20,9 @@ from adapters.qa import (
     shipped_data,
     token_f1,
 )
-from adapters.splits import read_ratio_split
+from skillopt.adapters.environments.splits import read_ratio_split
+from skillopt.adapters.models.offline import OfflineModel
+from skillopt.adapters.protocol import AdapterError, ChatRequest, Completion, DataSource
 from tests.conftest import ROOT, Cli
 
 EXAMPLE = ROOT / "examples" / "qa.yaml"

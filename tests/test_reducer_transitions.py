@@ -1,4 +1,4 @@
-"""machine/reducer.py, machine/transitions.py and machine/events.py on hand-built event sequences.
+"""machine/loop/reducer.py, machine/loop/transitions.py and machine/core/events.py on hand-built event sequences.
 
 Each test folds a few events and asserts what `next_command` says next, walking the stage
 graph one edge at a time.
@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from machine import events as ev
-from machine.canonical import canonical_json
-from machine.config import ConfigError, validate_config
-from machine.edits import Edit
-from machine.reducer import apply, reduce
-from machine.state import TrainerState, eval_key, train_key
-from machine.transitions import (
+from skillopt.machine.config.schema import ConfigError, validate_config
+from skillopt.machine.core import events as ev
+from skillopt.machine.core.canonical import canonical_json
+from skillopt.machine.core.edits import Edit
+from skillopt.machine.core.state import TrainerState, eval_key, train_key
+from skillopt.machine.loop.reducer import apply, reduce
+from skillopt.machine.loop.transitions import (
     CompleteEpoch,
     CompleteRun,
     EvaluateBaseline,

@@ -1,4 +1,4 @@
-"""machine/replies.py (optimizer replies -> values) and machine/config.py (validation, --set)."""
+"""machine/optimizer/replies.py (optimizer replies -> values) and machine/config/schema.py (validation, --set)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ from typing import Any
 
 import pytest
 
-from machine.config import (
+from skillopt.machine.config.schema import (
     ConfigError,
     SkilloptConfig,
     apply_override,
     cast_value,
     validate_config,
 )
-from machine.edits import Edit
-from machine.replies import (
+from skillopt.machine.core.edits import Edit
+from skillopt.machine.optimizer.replies import (
     ReplyError,
     extract_json_object,
     parse_ranking,

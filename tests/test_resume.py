@@ -7,9 +7,9 @@ import signal
 import time
 from pathlib import Path
 
-from commands.runner import load_state
-from ledger.store import Ledger
-from machine import transitions as tr
+from skillopt.commands.runner import load_state
+from skillopt.ledger.store import Ledger
+from skillopt.machine.loop import transitions as tr
 from tests.conftest import EXAMPLE, SMALL, Cli, count_events, event_rows, skillopt_process
 
 # Latency makes every unit take real time, so a kill lands while a stage is under way.

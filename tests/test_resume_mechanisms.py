@@ -10,11 +10,11 @@ import sqlite3
 import time
 from pathlib import Path
 
-from commands.runner import load_state
-from ledger.store import Ledger
-from ledger.stored_status import stored_status
-from machine import transitions as tr
-from machine.status_format import STATUS_FORMAT
+from skillopt.commands.runner import load_state
+from skillopt.ledger.store import Ledger
+from skillopt.ledger.stored_status import stored_status
+from skillopt.machine.loop import transitions as tr
+from skillopt.machine.reports.status_format import STATUS_FORMAT
 from tests.conftest import ALL_MECHANISMS, EXAMPLE, SMALL, Cli, event_rows, sets, skillopt_process
 
 # Optimizer calls take long enough for a kill to land while one is in flight.

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters import sandbox
-from adapters.sandbox import Isolation, Limits, Sandbox, SandboxResult
+from skillopt.adapters.environments import sandbox
+from skillopt.adapters.environments.sandbox import Isolation, Limits, Sandbox, SandboxResult
 
 PY = [sys.executable, "{file}"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -286,13 +286,13 @@ def test_killing_skillopt_mid_run_leaves_no_program_behind(mode: Isolation) -> N
     marker = f"orphan_{uuid.uuid4().hex}.py"
     code = (
         "import sys\n"
-        "from adapters.sandbox import Limits, Sandbox\n"
+        "from skillopt.adapters.environments.sandbox import Limits, Sandbox\n"
         f"Sandbox(Limits(timeout_s=600)).run([sys.executable, '{{file}}'], "
         f"'import time\\ntime.sleep(600)\\n', filename={marker!r})\n"
     )
     if not mode.namespaces:
         code = (
-            "import adapters.sandbox as s, dataclasses\n"
+            "import skillopt.adapters.environments.sandbox as s, dataclasses\n"
             + (
                 "s._probed = dataclasses.replace(s.isolation(), namespaces=False, read_only_fs=False)\n"
             )

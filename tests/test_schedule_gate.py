@@ -1,4 +1,4 @@
-"""machine/schedule.py (edit budget) and machine/scoring.py (gate metric, verdict, aggregates).
+"""machine/decisions/edit_budget.py (edit budget) and machine/decisions/scoring.py (gate metric, verdict, aggregates).
 
 Reference: trainer-semantics.md sections 2.6 (gate) and 2.8 (scheduler). Expected budgets are
 worked out by hand in the comments; Python's round() is banker's rounding (x.5 -> even).
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from machine.schedule import edit_budget
-from machine.scoring import (
+from skillopt.machine.decisions.edit_budget import edit_budget
+from skillopt.machine.decisions.scoring import (
     aggregate,
     buckets,
     decide_gate,

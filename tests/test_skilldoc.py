@@ -1,4 +1,4 @@
-"""machine/skilldoc.py: applying edits to a skill document, status by status.
+"""machine/decisions/skilldoc.py: applying edits to a skill document, status by status.
 
 Reference: trainer-semantics.md section 2.5, with one deliberate difference: an `insert_after`
 whose target is missing or not found is skipped, never silently appended.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from machine.edits import Edit
-from machine.skilldoc import (
+from skillopt.machine.core.edits import Edit
+from skillopt.machine.decisions.skilldoc import (
     APPENDIX_END,
     APPENDIX_START,
     SLOW_UPDATE_END,

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from adapters.protocol import AdapterError, DataSource
-from adapters.splits import (
+from skillopt.adapters.environments.splits import (
     load_source,
     load_split_dir,
     read_ratio_split,
@@ -20,6 +19,7 @@ from adapters.splits import (
     read_split_dir,
     split_counts,
 )
+from skillopt.adapters.protocol import AdapterError, DataSource
 from tests.conftest import ROOT
 
 
@@ -164,7 +164,7 @@ def test_split_output_is_the_reference_layout(tmp_path: Path) -> None:
     out = tmp_path / "splits"
     args = [str(data), "--ratio", "2:1:1", "--seed", "5", "--out", str(out)]
     res = subprocess.run(
-        [sys.executable, "-m", "adapters.splits", *args],
+        [sys.executable, "-m", "skillopt.adapters.environments.splits", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -177,7 +177,7 @@ def test_split_output_is_the_reference_layout(tmp_path: Path) -> None:
     assert manifest["split_mode"] == "ratio" and manifest["split_seed"] == 5
     assert ids(load_split_dir(out)) == ids(read_ratio_split(data, (2, 1, 1), 5).rows)
     again = subprocess.run(
-        [sys.executable, "-m", "adapters.splits", *args],
+        [sys.executable, "-m", "skillopt.adapters.environments.splits", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from freezegun import freeze_time
 
-import commands.runner
-from commands.cli import _check_status_view
-from commands.runner import record
-from ledger.store import Ledger, head_revision
-from machine.events import BudgetSet
+import skillopt.commands.runner
+from skillopt.commands.cli import _check_status_view
+from skillopt.commands.runner import record
+from skillopt.ledger.store import Ledger, head_revision
+from skillopt.machine.core.events import BudgetSet
 from tests.conftest import (
     ALL_MECHANISMS,
     EXAMPLE,
@@ -189,12 +189,12 @@ def test_status_from_a_stored_view_loads_neither_the_database_stack_nor_the_core
     assert cli("run", "--db", str(db), "--max-stages", "3").code == 0
     probe = (
         "import sys\n"
-        "from commands.cli import app\n"
+        "from skillopt.commands.cli import app\n"
         "try:\n"
         "    app(sys.argv[1:])\n"
         "except SystemExit as exit:\n"
         "    assert not exit.code, exit.code\n"
-        "heavy = ('sqlalchemy', 'sqlmodel', 'machine.events', 'machine.reducer', 'openai')\n"
+        "heavy = ('sqlalchemy', 'sqlmodel', 'skillopt.machine.core.events', 'skillopt.machine.loop.reducer', 'openai')\n"
         "print(sorted(m for m in heavy if m in sys.modules))\n"
     )
 
@@ -209,7 +209,12 @@ def test_status_from_a_stored_view_loads_neither_the_database_stack_nor_the_core
         return json.loads(out.splitlines()[-1].replace("'", '"'))
 
     assert loaded() == []
-    assert loaded("--fold") == ["machine.events", "machine.reducer", "sqlalchemy", "sqlmodel"]
+    assert loaded("--fold") == [
+        "skillopt.machine.core.events",
+        "skillopt.machine.loop.reducer",
+        "sqlalchemy",
+        "sqlmodel",
+    ]
 
 
 def test_a_ledger_of_the_previous_schema_upgrades_and_gets_views(cli: Cli, tmp_path: Path) -> None:
@@ -301,7 +306,7 @@ def test_verify_checks_a_view_appended_after_it_read_the_events(cli: Cli, tmp_pa
     ledger = Ledger.open(str(db))
     run = ledger.find_run("w")
     stored = ledger.read(run.id)  # verify has read the events; a runner appends meanwhile
-    state = commands.runner.load_state(ledger, run.id)
+    state = skillopt.commands.runner.load_state(ledger, run.id)
     record(ledger, run.id, state, [BudgetSet(max_usd=None, max_tokens=77)], "2026-01-01T00:00:00")
     assert _check_status_view(ledger, run.id, stored) == ("ok", None)
     ledger.close()
@@ -312,7 +317,7 @@ def test_refresh_status_skips_a_run_another_process_appends_to(
 ) -> None:
     db = tmp_path / "runs.db"
     assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "busy", *SMALL).code == 0
-    fold = commands.runner.load_state
+    fold = skillopt.commands.runner.load_state
 
     def fold_while_another_writer_appends(ledger: Ledger, run_id: str) -> Any:
         state = fold(ledger, run_id)
@@ -321,7 +326,7 @@ def test_refresh_status_skips_a_run_another_process_appends_to(
         other.close()
         return state
 
-    monkeypatch.setattr(commands.runner, "load_state", fold_while_another_writer_appends)
+    monkeypatch.setattr(skillopt.commands.runner, "load_state", fold_while_another_writer_appends)
     res = cli("db", "refresh-status", "--db", str(db), "--json")
     assert res.code == 0, res.err
     (row,) = res.json()

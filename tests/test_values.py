@@ -1,4 +1,4 @@
-"""The reducer's cheap immutable values (machine/values.py) behave as the plain ones they
+"""The reducer's cheap immutable values (machine/core/values.py) behave as the plain ones they
 replace: `replace` as dataclasses.replace, `make` as the constructor, PMap as a dict that
 never changes once built."""
 
@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from machine.state import ItemScore, TrainerState
-from machine.values import PMap, make, replace
+from skillopt.machine.core.state import ItemScore, TrainerState
+from skillopt.machine.core.values import PMap, make, replace
 
 
 def test_replace_equals_dataclasses_replace() -> None:

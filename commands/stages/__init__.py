@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Union
 
-from machine.events import Event
-from machine.state import TrainerState
+from skillopt.machine.core.events import Event
+from skillopt.machine.core.state import TrainerState
 
 Batch = Union[Event, list[Event]]  # noqa: UP007 - a runtime alias
 HandlerGen = Generator[Batch, TrainerState, None]

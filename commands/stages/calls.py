@@ -1,4 +1,5 @@
-"""Calling the optimizer: the prompt and the reply go to blobs, the event keeps their hashes.
+"""Calling the optimizer: the prompt and the reply go to blobs, the event keeps their hashes;
+and driving a pure stage with those calls.
 
 A reply that does not parse is re-asked once, in the same unit, with the parse error; if the
 second reply fails too, the caller records the failure explicitly (never a silent drop)."""
@@ -6,27 +7,19 @@ second reply fails too, the caller records the failure explicitly (never a silen
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-from adapters.protocol import ChatRequest, Message
-from commands.context import StageContext, load_template
-from commands.journal import JournaledModel
-from machine.asks import Ask
-from machine.canonical import canonical_json
-from machine.events import CallRecord, Tokens
-from machine.prompts import reask_message
-from machine.replies import ReplyError
+from skillopt.adapters.protocol import ChatRequest, Message
+from skillopt.commands.context import StageContext, load_template
+from skillopt.commands.journal import JournaledModel
+from skillopt.machine.core.canonical import canonical_json
+from skillopt.machine.core.events import CallRecord, Event, Tokens
+from skillopt.machine.optimizer.asks import Ask
+from skillopt.machine.optimizer.prompts import reask_message
+from skillopt.machine.optimizer.replies import ReplyError
+from skillopt.machine.stages.protocol import Answer, Asking, Decision, StageGen, drive
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Answer(Generic[T]):
-    value: T | None  # None: both replies were unusable
-    error: str
-    call: CallRecord
-    reask: CallRecord | None
 
 
 def _ask(
@@ -107,7 +100,7 @@ def system_of(templates: Sequence[str]) -> str:
 
 
 def send(ctx: StageContext, a: Ask, *, step: int, unit: str) -> Answer[Any]:
-    """Send a pure ask (machine/asks.py) through the call journal, with its one re-ask."""
+    """Send a pure ask (machine/optimizer/asks.py) through the call journal, with its one re-ask."""
     return ask_and_parse(
         ctx,
         a.purpose,
@@ -119,3 +112,22 @@ def send(ctx: StageContext, a: Ask, *, step: int, unit: str) -> Answer[Any]:
         step=step,
         unit=unit,
     )
+
+
+def decide(
+    ctx: StageContext,
+    stage: StageGen | Decision,
+    answered: Callable[[], None] | None = None,
+) -> Event:
+    """Drive a pure stage (machine/stages/) with real calls; store the texts its event refers
+    to (committed with the event) and return the event. `answered`: called after each call."""
+
+    def answer(asking: Asking) -> Answer[Any]:
+        got = send(ctx, asking.ask, step=asking.step, unit=asking.unit)
+        if answered is not None:
+            answered()
+        return got
+
+    decision = drive(stage, answer)
+    ctx.store(*decision.texts)
+    return decision.event

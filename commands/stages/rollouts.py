@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 
-from adapters.protocol import Item, RolloutResult
-from commands.context import StageContext
-from commands.stages import Batch, HandlerGen
-from commands.stages.concurrency import ordered_map
-from machine import events as ev
-from machine import gate_rules
-from machine import transitions as tr
-from machine.scoring import aggregate, buckets, gate_score
-from machine.state import TrainerState, eval_key
+from skillopt.adapters.protocol import Item, RolloutResult
+from skillopt.commands.context import StageContext
+from skillopt.commands.stages import Batch, HandlerGen
+from skillopt.commands.stages.calls import decide
+from skillopt.commands.stages.concurrency import ordered_map
+from skillopt.machine.core import events as ev
+from skillopt.machine.core.state import TrainerState
+from skillopt.machine.decisions import gate as gate_rules
+from skillopt.machine.loop import transitions as tr
+from skillopt.machine.stages import evaluations
 
 
 def roll(
@@ -95,35 +96,13 @@ def _eval_items(ctx: StageContext, split: str, ids: Sequence[str]) -> list[tuple
     return [(0, ctx.item(split, i)) for i in ids]
 
 
-def _scores(state: TrainerState, phase: str, skill_hash: str, ids: Sequence[str]) -> tuple:
-    scored = state.scored(eval_key(phase, skill_hash))
-    rows = [scored[i] for i in ids]
-    hard, soft, n = aggregate((r.hard, r.soft) for r in rows)
-    return hard, soft, n, rows
-
-
-def gate_of(state: TrainerState, hard: float, soft: float) -> float:
-    e = state.cfg.evaluation
-    return gate_score(hard, soft, e.gate_metric, e.gate_mixed_weight)
-
-
 def evaluate_baseline(
     cmd: tr.EvaluateBaseline, state: TrainerState, ctx: StageContext
 ) -> HandlerGen:
     if cmd.pending:
-        state = yield from roll(
-            ctx, state, "selection", 0, cmd.skill_hash, _eval_items(ctx, "selection", cmd.pending)
-        )
-    assert state.dataset is not None
-    hard, soft, n, _ = _scores(state, "selection", cmd.skill_hash, state.dataset.selection)
-    yield ev.BaselineEvaluated(
-        skill_hash=cmd.skill_hash,
-        n=n,
-        hard=hard,
-        soft=soft,
-        metric=state.cfg.evaluation.gate_metric,
-        gate_score=gate_of(state, hard, soft),
-    )
+        units = _eval_items(ctx, "selection", cmd.pending)
+        state = yield from roll(ctx, state, "selection", 0, cmd.skill_hash, units)
+    yield decide(ctx, evaluations.baseline(cmd, state))
 
 
 def rollout_train(cmd: tr.RolloutTrain, state: TrainerState, ctx: StageContext) -> HandlerGen:
@@ -135,29 +114,11 @@ def rollout_train(cmd: tr.RolloutTrain, state: TrainerState, ctx: StageContext) 
 def evaluate_candidate(
     cmd: tr.EvaluateCandidate, state: TrainerState, ctx: StageContext
 ) -> HandlerGen:
-    e = state.cfg.evaluation
-    stop = None
-    if cmd.cache_hit:
-        cached = state.selection_cache[cmd.skill_hash]
-        hard, soft, n = cached.hard, cached.soft, cached.n
-    else:
-        if cmd.pending:
-            units = _eval_items(ctx, "selection", cmd.pending)
-            until = gate_rules.stopper(state, cmd.skill_hash, "step")
-            state = yield from roll(ctx, state, "selection", cmd.step, cmd.skill_hash, units, until)
-        stop = gate_rules.early_stop(state, cmd.skill_hash, "step")
-        hard, soft, n = gate_rules.evaluated_scores(state, cmd.skill_hash, stop)
-    yield ev.CandidateEvaluated(
-        step=cmd.step,
-        skill_hash=cmd.skill_hash,
-        n=n,
-        hard=hard,
-        soft=soft,
-        metric=e.gate_metric,
-        gate_score=gate_of(state, hard, soft),
-        cache_hit=cmd.cache_hit,
-        early_stop=stop,
-    )
+    if not cmd.cache_hit and cmd.pending:
+        units = _eval_items(ctx, "selection", cmd.pending)
+        until = gate_rules.stopper(state, cmd.skill_hash, "step")
+        state = yield from roll(ctx, state, "selection", cmd.step, cmd.skill_hash, units, until)
+    yield decide(ctx, evaluations.candidate(cmd, state))
 
 
 def evaluate_reference(
@@ -169,49 +130,16 @@ def evaluate_reference(
 
 
 def final_selection(cmd: tr.FinalSelection, state: TrainerState, ctx: StageContext) -> HandlerGen:
-    """The final skill on the selection split; promoted to best when strictly better."""
-    cached = state.selection_cache.get(cmd.skill_hash)
-    if cached is not None:
-        hard, soft, n = cached.hard, cached.soft, cached.n
-    else:
-        if cmd.pending:
-            units = _eval_items(ctx, "selection", cmd.pending)
-            state = yield from roll(ctx, state, "selection", 0, cmd.skill_hash, units)
-        assert state.dataset is not None
-        hard, soft, n, _ = _scores(state, "selection", cmd.skill_hash, state.dataset.selection)
-    score = gate_of(state, hard, soft)
-    promoted = cmd.skill_hash != state.best_hash and score > state.best_score
-    yield ev.FinalEvaluated(
-        split="selection",
-        role="final",
-        skill_hash=cmd.skill_hash,
-        n=n,
-        hard=hard,
-        soft=soft,
-        gate_score=score,
-        reused=cached is not None,
-        promoted=promoted,
-        best_score_before=state.best_score,
-    )
+    """The final skill on the selection split (a cached score is reused)."""
+    if cmd.skill_hash not in state.selection_cache and cmd.pending:
+        units = _eval_items(ctx, "selection", cmd.pending)
+        state = yield from roll(ctx, state, "selection", 0, cmd.skill_hash, units)
+    yield decide(ctx, evaluations.final_selection(cmd, state))
 
 
 def final_test(cmd: tr.FinalTest, state: TrainerState, ctx: StageContext) -> HandlerGen:
     """One of the initial, best and final skills on the test split (shared rollouts are reused)."""
-    assert state.dataset is not None
     if cmd.pending:
-        state = yield from roll(
-            ctx, state, "test", 0, cmd.skill_hash, _eval_items(ctx, "test", cmd.pending)
-        )
-    hard, soft, n, rows = _scores(state, "test", cmd.skill_hash, state.dataset.test)
-    table = buckets((r.task_type, r.hard, r.soft) for r in rows)
-    yield ev.FinalEvaluated(
-        split="test",
-        role=cmd.role,
-        skill_hash=cmd.skill_hash,
-        n=n,
-        hard=hard,
-        soft=soft,  # type: ignore[arg-type]
-        gate_score=gate_of(state, hard, soft),
-        buckets={k: ev.ScoreBucket(**v) for k, v in table.items()},  # type: ignore[arg-type]
-        reused=cmd.reuse,
-    )
+        units = _eval_items(ctx, "test", cmd.pending)
+        state = yield from roll(ctx, state, "test", 0, cmd.skill_hash, units)
+    yield decide(ctx, evaluations.final_test(cmd, state))

@@ -13,8 +13,8 @@ import pytest
 from skillopt_acronym.env import RULE, AcronymEnvironment
 from skillopt_acronym.model import InitialsModel
 
-from adapters.protocol import AdapterError, DataSource, RoleSettings
-from adapters.registry import env_names, make_environment, make_model, model_names
+from skillopt.adapters.protocol import AdapterError, DataSource, RoleSettings
+from skillopt.adapters.registry import env_names, make_environment, make_model, model_names
 
 SKILL = (Path(__file__).resolve().parents[1] / "skill.md").read_text("utf-8")
 

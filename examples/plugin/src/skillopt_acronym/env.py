@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.protocol import (
+from skillopt.adapters.environments.splits import load_source
+from skillopt.adapters.protocol import (
     AdapterError,
     ChatModel,
     ChatRequest,
@@ -20,7 +21,6 @@ from adapters.protocol import (
     Split,
     check_options,
 )
-from adapters.splits import load_source
 
 PHRASES = [
     "portable network graphics",

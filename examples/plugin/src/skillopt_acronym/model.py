@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from adapters.protocol import ChatRequest, Completion, ModelCallError, check_options
+from skillopt.adapters.protocol import ChatRequest, Completion, ModelCallError, check_options
 
 FORMATS = {
     "capital letters": lambda letters: letters.upper(),

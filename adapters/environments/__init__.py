@@ -1,0 +1,1 @@
+"""Built-in environments: sim, qa, closed_loop (with its sandbox), and data-file splits."""

@@ -1,0 +1,1 @@
+"""Chat model backends: anthropic, openai (and compatible servers), offline."""

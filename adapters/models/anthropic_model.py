@@ -1,0 +1,85 @@
+"""`anthropic`: the Messages API through the official SDK.
+
+The system prompt (for the target: the skill document) is one block marked for prompt
+caching. A request with a JSON schema is answered through forced tool use, and the tool
+input is returned as the reply's JSON text. Usage records cache writes and reads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from skillopt.adapters.models.remote import MalformedResponse, api_key, options_for, with_retries
+from skillopt.adapters.protocol import ChatRequest, Completion, RoleSettings
+
+TOOL = "reply"
+
+
+class AnthropicModel:
+    def __init__(self, settings: RoleSettings) -> None:
+        import anthropic  # imported here: commands that never call a model stay fast
+
+        options_for(settings, {})
+        self.settings = settings
+        self.name = settings.model
+        kwargs: dict[str, Any] = {
+            "api_key": api_key(settings, required=True),
+            "max_retries": 0,
+            "timeout": settings.timeout_s,
+        }
+        if settings.base_url:
+            kwargs["base_url"] = settings.base_url
+        self.client = anthropic.Anthropic(**kwargs)
+
+    def complete(self, request: ChatRequest) -> Completion:
+        s = self.settings
+        params: dict[str, Any] = {
+            "model": s.model,
+            "max_tokens": request.max_tokens,
+            "system": [
+                {"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}
+            ],
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        }
+        if s.temperature is not None:
+            params["extra_body"] = {"temperature": s.temperature}
+        if request.json_schema is not None:
+            params["tools"] = [
+                {
+                    "name": TOOL,
+                    "description": "Return the answer as a JSON object.",
+                    "input_schema": dict(request.json_schema),
+                }
+            ]
+            params["tool_choice"] = {"type": "tool", "name": TOOL}
+        completion, retries = with_retries(
+            s, lambda: self._completion(self.client.messages.create(**params))
+        )
+        return replace(completion, retries=retries)
+
+    @staticmethod
+    def _completion(message: Any) -> Completion:
+        """Read the answer; anything that is not a Messages response is retried, not trusted."""
+        content, usage = getattr(message, "content", None), getattr(message, "usage", None)
+        if not isinstance(content, list) or usage is None:
+            raise MalformedResponse(f"not a Messages API response: {str(message)[:120]!r}")
+        text = ""
+        for block in content:
+            if block.type == "tool_use":
+                text = json.dumps(block.input, ensure_ascii=False)
+                break
+            if block.type == "text":
+                text += block.text
+        cache_read = usage.cache_read_input_tokens or 0
+        cache_write = usage.cache_creation_input_tokens or 0
+        return Completion(
+            text=text,
+            model=message.model,
+            # Anthropic counts cached input apart; ours is all input, cached reads included.
+            input_tokens=usage.input_tokens + cache_read + cache_write,
+            output_tokens=usage.output_tokens,
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+        )

@@ -1,0 +1,1 @@
+"""Pure decisions from recorded numbers: gate, scores, plans, budgets, the skill document."""

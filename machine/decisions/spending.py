@@ -1,0 +1,67 @@
+"""Spending and budgets: tokens and cost so far, as pure functions of the state."""
+
+from __future__ import annotations
+
+from skillopt.machine.config.schema import Prices
+from skillopt.machine.core.state import TrainerState
+
+
+def stage_cost(
+    state: TrainerState, stage: str, tokens_in: int, tokens_out: int, cached: int = 0
+) -> float | None:
+    """Cost of a stage's tokens at its role's prices (rollouts: target; the rest: optimizer);
+    cached input at the cached price (the input price when none is set)."""
+    role = state.cfg.models.target if stage.startswith("rollout") else state.cfg.models.optimizer
+    return token_cost(role.prices, tokens_in, tokens_out, cached)
+
+
+def token_cost(prices: Prices | None, tokens_in: int, tokens_out: int, cached: int) -> float | None:
+    if prices is None:
+        return None
+    cached_price = prices.input if prices.cached_input is None else prices.cached_input
+    fresh = max(0, tokens_in - cached)
+    return round(
+        (fresh * prices.input + cached * cached_price + tokens_out * prices.output) / 1e6, 6
+    )
+
+
+def spent(state: TrainerState) -> tuple[float | None, int]:
+    """(cost so far, or None when a stage with tokens has no prices; tokens so far)."""
+    tokens = sum(i + o for _, i, o, _ in state.tokens.values())
+    costs = [stage_cost(state, stage, i, o, c) for stage, (_, i, o, c) in state.tokens.items()]
+    if any(c is None for c in costs):
+        return None, tokens
+    return round(sum(c for c in costs if c is not None), 6), tokens
+
+
+def limits(state: TrainerState) -> tuple[float | None, int | None]:
+    b = state.cfg.budget
+    usd = state.budget_usd if state.budget_set else b.max_usd
+    tok = state.budget_tokens if state.budget_set else b.max_tokens
+    return usd, tok
+
+
+def exhausted(state: TrainerState) -> str | None:
+    """Why the next stage must not start, or None."""
+    usd, tok = limits(state)
+    cost, tokens = spent(state)
+    if tok is not None and tokens >= tok:
+        return f"spent {tokens} tokens of a budget of {tok}"
+    if usd is not None and cost is not None and cost >= usd:
+        return f"spent {cost:.4f} of a budget of {usd:.4f}"
+    return None
+
+
+def by_role(state: TrainerState) -> dict[str, dict[str, float | int | None]]:
+    """Tokens and cost per role (rollouts are the target's, the rest the optimizer's)."""
+    out: dict[str, dict[str, float | int | None]] = {}
+    for stage, (calls, tokens_in, tokens_out, cached) in sorted(state.tokens.items()):
+        role = "target" if stage.startswith("rollout") else "optimizer"
+        row = out.setdefault(role, {"calls": 0, "tokens": 0, "cost": 0.0})
+        cost = stage_cost(state, stage, tokens_in, tokens_out, cached)
+        row["calls"] = int(row["calls"] or 0) + calls
+        row["tokens"] = int(row["tokens"] or 0) + tokens_in + tokens_out
+        row["cost"] = (
+            None if cost is None or row["cost"] is None else round(float(row["cost"]) + cost, 6)
+        )
+    return out

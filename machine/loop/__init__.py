@@ -1,0 +1,1 @@
+"""The loop: the reducer folds events into the state, the transition table says what comes next."""

@@ -1,0 +1,1 @@
+"""What commands print: status, reports, charts, exports, forensics; pure functions of state."""
