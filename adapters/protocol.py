@@ -1,4 +1,21 @@
-"""The protocols adapters implement. Nothing else of skillopt is imported by adapters."""
+"""The protocols adapters implement: a chat model backend and an environment. This page is the
+whole contract; `examples/plugin/` is a complete, tested plugin. Adapters import nothing of
+skillopt but this module (and, to read data files, `skillopt.adapters.environments.splits`).
+
+Registering: a package declares entry points in the groups `skillopt.environments` and
+`skillopt.models`; a config names them like the built-ins (`env.name`, `models.<role>.backend`).
+
+Determinism: a rollout is a pure function of the item, the skill and the model's replies (no
+clock, no random draw, no network of its own, no state kept between rollouts). Then a crash
+costs nothing (completed calls are answered from the call journal on resume), `replay --verify`
+holds, and the same replies give the same scores. Rollouts run concurrently
+(`train.workers` threads): an environment and a model must be thread-safe.
+
+Errors: bad options or data raise `AdapterError` with one line naming the key, or the file and
+row (`init` prints it and exits 2 before anything is recorded). An exception during a rollout
+(a `ModelCallError`, a bug) fails the stage: it is recorded as `stage.failed` and `skillopt run`
+retries the stage. Never score a broken call as a wrong answer: that teaches the optimizer noise.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +28,9 @@ Split = Literal["train", "selection", "test"]
 
 
 class AdapterError(ValueError):
-    """Bad adapter input (unknown option, bad value): a usage error naming the culprit."""
+    """Bad adapter input (unknown option, bad value, a bad data row): a usage error whose one
+    line names the culprit (`env.options.<key>`, or the field of a row; skillopt prefixes the
+    file and row)."""
 
 
 @dataclass(frozen=True)
@@ -22,7 +41,13 @@ class Message:
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """One model call. `purpose` and `hints` are read by the offline model, ignored by real ones."""
+    """One model call.
+
+    `role`: `target` (a rollout: `system` is the skill) or `optimizer` (reflection, merge,
+    ranking, ...). `temperature` None: the provider's default. `json_schema` (optimizer
+    requests): the reply must contain JSON of that shape, fenced or bare. `purpose` (`rollout`,
+    `reflect`, `merge`, `rank`, `doctor`, ...) and `hints` are read by the offline model and
+    ignored by real ones."""
 
     role: Role
     system: str
@@ -36,6 +61,10 @@ class ChatRequest:
 
 @dataclass(frozen=True)
 class Completion:
+    """A model's answer: its text, the model that answered, token counts (input includes the
+    cached tokens read, `cache_read_tokens`, and written, `cache_write_tokens`) and how many
+    transient failures were retried before it."""
+
     text: str
     model: str
     input_tokens: int = 0
@@ -86,14 +115,26 @@ class ModelCallError(RuntimeError):
 
 
 class ChatModel(Protocol):
+    """A chat model backend, built as `Factory(role, model, options)`: `role` is `target` or
+    `optimizer`, `model` the configured name, `options` the role's `options` mapping (validate
+    it with `check_options(f"models.{role}.options", options, DEFAULTS)`). The built-in
+    provider backends take a `RoleSettings` instead.
+
+    `complete` answers one request. It retries transient failures itself (reporting how many
+    in `Completion.retries`) and raises `ModelCallError` for a failure that is final; it never
+    returns an error message as if it were the model's text. A backend may serve one role only
+    and refuse the other's requests with `ModelCallError`. It must be thread-safe."""
+
     name: str
-    # Backends that reach a provider take RoleSettings; the offline model takes options.
 
     def complete(self, request: ChatRequest) -> Completion: ...
 
 
 @dataclass(frozen=True)
 class Item:
+    """One task. `id` is unique within the environment and stable across runs; `data` is
+    JSON-able. Items are fingerprinted when a run starts; a resumed run refuses changed ones."""
+
     id: str
     task_type: str
     prompt: str
@@ -102,6 +143,16 @@ class Item:
 
 @dataclass(frozen=True)
 class RolloutResult:
+    """What one rollout scored.
+
+    `hard` in [0, 1]: 0 is a failure (failures go to failure reflection); `soft` in [0, 1]
+    (the gate's `soft` and `mixed` metrics). `fail_reason` is "" on success, else
+    "category: detail" (the part before the first ":" groups failure patterns). `task_type`
+    buckets the test report. `trajectory` is the text the optimizer reads: what was asked,
+    answered and expected. `feedback` is a JSON-able hidden reference shown to the optimizer
+    only (the offline optimizer reads `expected`, `got`, `rule`, `rule_pattern`, `decoy`,
+    `decoy_pattern`). Token counts are the completions' own."""
+
     hard: float
     soft: float
     fail_reason: str
@@ -115,6 +166,18 @@ class RolloutResult:
 
 
 class Environment(Protocol):
+    """An environment, built as `Factory(options, source)`: `options` is the config's
+    `env.options` (validate it with `check_options("env.options", options, DEFAULTS)`);
+    `source` a `DataSource` when the config names data files (paths already absolute), else
+    None (refuse a source you do not use). Optionally `split_manifest() -> dict`, recorded as
+    `dataset.loaded.source`.
+
+    `items(split)` lists the items of `train`, `selection` and `test`. `rollout(item, skill,
+    model)` runs one item: it uses the full skill text as the target's system prompt (adding
+    at most a fixed instruction), calls `model.complete(ChatRequest(role="target", ...))` once
+    or several times in a fixed order (a repair loop), and scores the replies. `model` sits
+    behind the call journal: a resumed run answers completed calls from it."""
+
     name: str
 
     def items(self, split: Split) -> list[Item]: ...

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, from nothing: install skillopt with its test extras into .venv, lint, test.
+# The whole test suite, from nothing: install skillopt with its test extras into .venv, lint
+# (ruff, and the import contracts of ARCHITECTURE.md with import-linter), test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -7,4 +8,5 @@ python3 -m venv .venv
 .venv/bin/python -m pip install --quiet -e '.[test]'
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/lint-imports --no-cache
 .venv/bin/python -m pytest "$@"

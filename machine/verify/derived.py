@@ -41,8 +41,9 @@ LABELS: dict[str, dict[str, str]] = {
     "epoch.completed": {_ANY: "epoch end"},
     "final.evaluated": {
         **{f: "promotion" for f in ("promoted", "best_score_before")},
-        **{f: "final {split}" for f in ("n", "hard", "soft", "gate_score", "buckets")},
+        _ANY: "final {split}",
     },
+    "step.skipped": {"reason": "skip reason"},
     "run.completed": {_ANY: "run summary"},
 }
 ASKED = {

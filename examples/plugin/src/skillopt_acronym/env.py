@@ -1,7 +1,7 @@
 """`acronym`: abbreviate a phrase; the house format is capital letters without dots.
 
 An environment is any class built as `Factory(options, source)` with `name`, `items(split)`,
-`task_types()` and `rollout(item, skill, model)`; see skillopt's adapters/protocol.py.
+`task_types()` and `rollout(item, skill, model)`; see skillopt.adapters.protocol (its docstrings state the whole contract).
 """
 
 from __future__ import annotations

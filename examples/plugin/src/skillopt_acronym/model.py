@@ -3,7 +3,7 @@ would, not the offline hints: it abbreviates the phrase it is asked about and wr
 format the skill states last. As an optimizer it refuses (configure another backend for that).
 
 A model backend is any class built as `Factory(role, model, options)` with `name` and
-`complete(request) -> Completion`; see skillopt's adapters/protocol.py.
+`complete(request) -> Completion`; see skillopt.adapters.protocol (its docstrings state the whole contract).
 """
 
 from __future__ import annotations
