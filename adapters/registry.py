@@ -44,8 +44,14 @@ def _builtin_envs() -> dict[str, Callable[..., Environment]]:
     from skillopt.adapters.environments.closed_loop import ClosedLoopEnvironment
     from skillopt.adapters.environments.qa import QAEnvironment
     from skillopt.adapters.environments.sim import SimEnvironment
+    from skillopt.adapters.environments.task import TaskEnvironment
 
-    return {"sim": SimEnvironment, "qa": QAEnvironment, "closed_loop": ClosedLoopEnvironment}
+    return {
+        "sim": SimEnvironment,
+        "qa": QAEnvironment,
+        "closed_loop": ClosedLoopEnvironment,
+        "task": TaskEnvironment,
+    }
 
 
 def _plugins(group: str) -> dict[str, Any]:

@@ -623,10 +623,3 @@ def _decode(data: bytes, work: str, truncated: bool = False) -> tuple[str, bool]
         data = data.replace(prefix.encode() + b"/", b"").replace(prefix.encode(), b".")
     text = data.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     return text, binary
-
-
-def check_command(argv: Sequence[str]) -> str | None:
-    """The absolute path of argv[0] on our PATH, or None when it is missing."""
-    if not argv:
-        return None
-    return shutil.which(argv[0])

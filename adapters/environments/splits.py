@@ -20,7 +20,9 @@ reference layout, so it can be reviewed, edited and passed as `env.split_dir`.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import random
 import sys
@@ -47,10 +49,11 @@ ALIASES = {
     "valid_unseen": "test",
 }
 MANIFEST = "split_manifest.json"
-DATA_SUFFIXES = (".json", ".jsonl")
+DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
 
 Rows = dict[str, list[dict[str, Any]]]
 RowCheck = Callable[[dict[str, Any]], None]
+Prepare = Callable[[dict[str, Any]], dict[str, Any]]  # e.g. give a row its id
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ class SplitData:
 
 
 def read_rows(path: Path | Traversable) -> list[dict[str, Any]]:
-    """A JSON array of objects, or JSON Lines (one object per line)."""
+    """A JSON array of objects (or `{"data": [...]}`), JSON Lines, or CSV with a header."""
     return [r.data for r in read_located(path)]
 
 
@@ -84,6 +87,8 @@ def read_located(path: Path | Traversable) -> list[Row]:
         raise AdapterError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise AdapterError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if path.name.endswith(".csv"):
+        return _csv(text, path)
     if path.name.endswith((".jsonl", ".ndjson")):
         rows = []
         for n, line in enumerate(text.splitlines(), 1):
@@ -112,10 +117,17 @@ def _array(text: str, path: Path | Traversable) -> list[Row]:
         raise AdapterError(
             f"{path} line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}{hint}"
         ) from None
-    if not isinstance(data, list):
-        raise AdapterError(f"{path}: expected a JSON array of objects, got {_kind(data)}")
+    if isinstance(data, dict) and isinstance(data.get("data"), list):
+        data = data["data"]  # {"data": [...]}, as many exports write it
+        i = text.index("[", text.index('"data"'))
+    elif isinstance(data, list):
+        i = text.index("[")
+    else:
+        raise AdapterError(
+            f'{path}: expected a JSON array of objects (or {{"data": [...]}}), got {_kind(data)}'
+        )
     # A second pass over the (valid) text finds where each element starts, for messages.
-    decoder, starts, i = json.JSONDecoder(), [], text.index("[") + 1
+    decoder, starts, i = json.JSONDecoder(), [], i + 1
     for _ in data:
         while text[i] in " \t\r\n,":
             i += 1
@@ -125,6 +137,23 @@ def _array(text: str, path: Path | Traversable) -> list[Row]:
         Row(f"{path} row {n} (line {text.count(chr(10), 0, start) + 1})", value)
         for n, (start, value) in enumerate(zip(starts, data, strict=True), 1)
     ]
+
+
+def _csv(text: str, path: Path | Traversable) -> list[Row]:
+    """CSV with a header row; every value is a string, an empty cell an empty string."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames:
+        raise AdapterError(f"{path}: no header row")
+    rows = []
+    try:
+        for record in reader:
+            where = f"{path} line {reader.line_num}"
+            if None in record:
+                raise AdapterError(f"{where}: more cells than the header has columns")
+            rows.append(Row(where, {k: ("" if v is None else v) for k, v in record.items()}))
+    except csv.Error as exc:
+        raise AdapterError(f"{path} line {reader.line_num}: invalid CSV: {exc}") from None
+    return rows
 
 
 def _kind(value: Any) -> str:
@@ -140,13 +169,17 @@ def _sha256(path: Path | Traversable) -> str:
 # -- checks every environment needs ------------------------------------------------------------
 
 
-def _check(split_rows: dict[str, list[Row]], check_row: RowCheck | None) -> SplitData:
+def _check(
+    split_rows: dict[str, list[Row]], check_row: RowCheck | None, prepare: Prepare | None = None
+) -> SplitData:
     seen: dict[str, str] = {}
     rows: Rows = {}
     where: dict[str, list[str]] = {}
     for split in SPLITS:
         rows[split], where[split] = [], []
         for row in split_rows.get(split, []):
+            if prepare is not None:
+                row = Row(row.where, prepare(row.data))
             item_id = row.data.get("id")
             if item_id is None:
                 raise AdapterError(f"{row.where}: missing required field 'id'")
@@ -179,7 +212,10 @@ def load_split_dir(root: Path | Traversable, check_row: RowCheck | None = None) 
 
 
 def read_split_dir(
-    root: Path | Traversable, check_row: RowCheck | None = None, label: str | None = None
+    root: Path | Traversable,
+    check_row: RowCheck | None = None,
+    label: str | None = None,
+    prepare: Prepare | None = None,
 ) -> SplitData:
     """The reference layout: `train/`, `val/` (required) and `test/` (may be absent when the run
     does not evaluate on test), each with `items.json` (or its one `*.json` / `*.jsonl`).
@@ -215,7 +251,7 @@ def read_split_dir(
         if not located[split]:
             raise AdapterError(f"{path}: no rows (the {split} split is empty)")
         files[split] = {"path": f"{folder.name}/{path.name}", "sha256": _sha256(path)}
-    data = _check(located, check_row)
+    data = _check(located, check_row, prepare)
     counts = {split: len(data.rows[split]) for split in SPLITS}
     manifest: dict[str, Any] = {
         "split_mode": "split_dir",
@@ -306,13 +342,17 @@ def data_file(path: Path) -> Path:
 
 
 def read_ratio_split(
-    path: Path, ratio: Iterable[float], seed: int, check_row: RowCheck | None = None
+    path: Path,
+    ratio: Iterable[float],
+    seed: int,
+    check_row: RowCheck | None = None,
+    prepare: Prepare | None = None,
 ) -> SplitData:
     file = data_file(path)
     located = read_located(file)
     if not located:
         raise AdapterError(f"{file}: no rows")
-    _check({"train": located}, check_row)  # every row, in file order, before any split
+    _check({"train": located}, check_row, prepare)  # every row, in file order, before a split
     ratio = tuple(float(r) for r in ratio)
     counts = split_counts(len(located), ratio)
     for split, count, part in zip(SPLITS, counts, ratio, strict=True):
@@ -329,7 +369,7 @@ def read_ratio_split(
     parts = {
         split: [located[i] for i in order[cuts[k] : cuts[k + 1]]] for k, split in enumerate(SPLITS)
     }
-    data = _check(parts, None)
+    data = _check(parts, None, prepare)
     manifest = {
         "split_mode": "ratio",
         "source_data_path": str(file),
@@ -348,15 +388,18 @@ def _ratio_text(ratio: Iterable[float]) -> str:
 # -- what environments call --------------------------------------------------------------------
 
 
-def read_source(source: DataSource, check_row: RowCheck | None = None) -> SplitData:
-    """Rows per split, where each came from, and the split manifest for the ledger."""
+def read_source(
+    source: DataSource, check_row: RowCheck | None = None, prepare: Prepare | None = None
+) -> SplitData:
+    """Rows per split, where each came from, and the split manifest for the ledger. `prepare`
+    may change a row before it is checked (the `task` environment maps its id column)."""
     if source.split_dir is not None and source.data_path is not None:
         raise AdapterError("set env.split_dir or env.data_path, not both")
     if source.split_dir is not None:
-        return read_split_dir(Path(source.split_dir), check_row)
+        return read_split_dir(Path(source.split_dir), check_row, prepare=prepare)
     if source.data_path is not None:
         return read_ratio_split(
-            Path(source.data_path), source.split_ratio, source.split_seed, check_row
+            Path(source.data_path), source.split_ratio, source.split_seed, check_row, prepare
         )
     raise AdapterError("env.split_dir/env.data_path: no data source given")
 

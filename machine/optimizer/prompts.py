@@ -64,10 +64,6 @@ def reflection_user_message(
     )
 
 
-def edits_json(edits: Sequence[Edit]) -> str:
-    return json.dumps([e.model_dump(mode="json") for e in edits], indent=1, ensure_ascii=False)
-
-
 def models_json(items: Sequence[BaseModel | dict[str, Any]]) -> str:
     rows = [x.model_dump(mode="json") if isinstance(x, BaseModel) else x for x in items]
     return json.dumps(rows, indent=1, ensure_ascii=False)
