@@ -38,6 +38,7 @@ from skillopt.ledger.store import (
 from skillopt.machine.core.canonical import canonical_json
 from skillopt.machine.core.events import BudgetExhausted, Event, StageFailed
 from skillopt.machine.core.state import TrainerState
+from skillopt.machine.decisions.health import unusable_stop
 from skillopt.machine.decisions.spending import exhausted, limits, spent
 from skillopt.machine.loop import transitions as tr
 from skillopt.machine.loop.reducer import apply, reduce
@@ -176,6 +177,8 @@ def run_stage(
             f"budget exhausted before stage {command.stage}: {why}; raise it with "
             "`skillopt run --max-usd X` or `--max-tokens N` to continue"
         )
+    if (why := unusable_stop(state)) is not None:
+        _stop_unusable(ledger, run_id, state, command, why, clock)
     result = StageResult(command, state)
     gen = HANDLERS[type(command)](command, state, ctx)
     try:
@@ -207,6 +210,19 @@ def run_stage(
         ) from exc
     finally:
         gen.close()
+
+
+def _stop_unusable(
+    ledger: Ledger, run_id: str, state: TrainerState, command: tr.Command, why: str, clock: Clock
+) -> None:
+    """A run whose optimizer replies are all unusable trains nothing: record why (once) as the
+    next stage's failure and stop; a fork with the fix (settings.changed) goes on."""
+    failed = StageFailed(
+        stage=command.stage, step=_step_of(command), error_type="UnusableReplies", message=why
+    )
+    if state.last_failure != failed:
+        record(ledger, run_id, state, [failed], clock())
+    raise RunFailed(why)
 
 
 def _record_failure(

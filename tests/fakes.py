@@ -51,6 +51,10 @@ class FakeProvider:
     faults: deque[Fault] = field(default_factory=deque)
     log: list[Logged] = field(default_factory=list)
     latency_s: float = 0.0  # added to every request, so a kill can land mid-stage
+    # How a server that cannot do structured output answers the optimizer: "prose" ignores
+    # response_format and forced tool use (plain text back), "truncate" cuts every reply at
+    # the request's max tokens (finish_reason length / stop_reason max_tokens).
+    optimizer_mode: str = ""
 
     def __post_init__(self) -> None:
         env = SimEnvironment(self.env_options)
@@ -114,6 +118,26 @@ class FakeProvider:
                 "patch": {"reasoning": "state the missing rules", "edits": edits[:2]},
             }
         )
+
+    def degraded(self, body: dict[str, Any], text: str) -> dict[str, Any]:
+        """An optimizer reply from a server that cannot honour the structured-output request."""
+        anthropic = "max_tokens" in body and "system" in body
+        limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
+        if self.optimizer_mode == "prose":
+            text = "Sure! I would add a rule about dates and another about money."
+            used = 14
+        else:  # truncate: the JSON is cut where the token limit fell
+            text, used = text[: max(1, len(text) // 3)], limit
+        if anthropic:
+            out = {**self.anthropic_body({**body, "tool_choice": None}, text)}
+            out["stop_reason"] = "max_tokens" if self.optimizer_mode == "truncate" else "end_turn"
+            out["usage"] = {**out["usage"], "output_tokens": used}
+            return out
+        out = self.openai_body(body, text)
+        if self.optimizer_mode == "truncate":
+            out["choices"][0]["finish_reason"] = "length"
+        out["usage"] = {**out["usage"], "completion_tokens": used}
+        return out
 
     # -- wire formats ----------------------------------------------------------------------
 
@@ -224,11 +248,13 @@ class FakeProvider:
                 if anthropic:
                     system = "".join(b["text"] for b in body["system"])
                     user = body["messages"][-1]["content"]
-                    out = fake.anthropic_body(body, fake.answer(system, user))
                 else:
                     system = body["messages"][0]["content"]
                     user = body["messages"][-1]["content"]
-                    out = fake.openai_body(body, fake.answer(system, user))
+                text = fake.answer(system, user)
+                if fake.optimizer_mode and user not in fake.items:
+                    return self._send(200, json.dumps(fake.degraded(body, text)).encode())
+                out = fake.anthropic_body(body, text) if anthropic else fake.openai_body(body, text)
                 return self._send(200, json.dumps(out).encode())
 
         return Handler

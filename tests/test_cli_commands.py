@@ -90,8 +90,9 @@ def test_report_json_shape(cli: Cli, small_run: Path) -> None:
 
 
 def test_unusable_optimizer_replies_become_explicit_events(cli: Cli, tmp_path: Path) -> None:
-    db = _init(cli, tmp_path, "--set", "models.optimizer.options.unusable_rate=1.0")
-    assert cli("run", "--db", db).code == 0
+    unusable = ["--set", "models.optimizer.options.unusable_rate=1.0"]
+    db = _init(cli, tmp_path, *unusable, "--set", "optimizer.max_unusable_steps=0")
+    assert cli("run", "--db", db).code == 0  # 0: never stop (tests/test_unusable.py stops)
     proposals = cli("events", "--db", db, "--type", "reflection.proposed", "--json").json()
     assert proposals
     for p in proposals:
@@ -102,7 +103,7 @@ def test_unusable_optimizer_replies_become_explicit_events(cli: Cli, tmp_path: P
         )
         assert p["payload"]["edits"] == [] and p["payload"]["reask"]["call_id"]
     actions = {s["action"] for s in cli("report", "--db", db, "--json").json()["steps"]}
-    assert actions == {"skip_no_patches"}
+    assert actions == {"skip_reflection_unusable"}  # not no_patches: nothing was proposed
 
 
 def test_an_unusable_reply_is_re_asked_once_with_the_error(cli: Cli, tmp_path: Path) -> None:

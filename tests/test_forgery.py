@@ -103,7 +103,8 @@ def test_rechained_forgery_is_refused(
 
 def test_a_forged_skip_reason_is_refused(cli: Cli, tmp_path: Path) -> None:
     db = tmp_path / "skips.db"
-    args = ["--set", "models.optimizer.options.unusable_rate=1.0", *SMALL]
+    unusable = ["--set", "models.optimizer.options.unusable_rate=1.0"]
+    args = [*unusable, "--set", "optimizer.max_unusable_steps=0", *SMALL]  # 0: never stop
     assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "s", *args).code == 0
     assert cli("run", "--db", str(db)).code == 0
     seq = _forge(db, "step.skipped", lambda p: {**p, "reason": "nothing_applied"})

@@ -5,6 +5,7 @@ them."""
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 from pathlib import Path
 
@@ -37,9 +38,17 @@ def test_it_replays_every_decision_and_the_same_report(
 ) -> None:
     res = cli("replay", "--db", str(old_ledger), "--run", run, "--verify", "--json")
     assert res.code == 0 and res.json()["verified"] is True, res.out
-    for flag, suffix in (("--md", "md"), ("--json", "json")):
-        report = cli("report", "--db", str(old_ledger), "--run", run, flag)
-        assert report.out == (FIXTURE / f"{run}.{suffix}").read_text("utf-8")
+    # That release left the autonomous budget's and the rewrite's calls out of the token and
+    # cost tables (an under-report, fixed since): their rows are the one difference.
+    md = cli("report", "--db", str(old_ledger), "--run", run, "--md").out.splitlines()
+    old_md = (FIXTURE / f"{run}.md").read_text("utf-8").splitlines()
+    added = [line for line in md if line.startswith(("| budget |", "| rewrite |"))]
+    assert [line for line in md if line not in added] == old_md
+    assert bool(added) == (run != "plain")
+    report = cli("report", "--db", str(old_ledger), "--run", run, "--json").json()
+    old = json.loads((FIXTURE / f"{run}.json").read_text("utf-8"))
+    tokens = {k: v for k, v in report.pop("tokens").items() if k not in ("budget", "rewrite")}
+    assert (report, tokens) == ({k: v for k, v in old.items() if k != "tokens"}, old["tokens"])
 
 
 def test_this_code_trains_on_beside_the_old_runs(cli: Cli, old_ledger: Path) -> None:

@@ -2,7 +2,9 @@
 
 The system prompt (for the target: the skill document) is one block marked for prompt
 caching. A request with a JSON schema is answered through forced tool use, and the tool
-input is returned as the reply's JSON text. Usage records cache writes and reads.
+input is returned as the reply's JSON text (option `structured_output: false`: no tool, the
+prompt alone asks for JSON, for servers that ignore tool choice). Usage records cache writes
+and reads.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ class AnthropicModel:
     def __init__(self, settings: RoleSettings) -> None:
         import anthropic  # imported here: commands that never call a model stay fast
 
-        options_for(settings, {})
+        opts = options_for(settings, {"structured_output": True})
+        self.structured = bool(opts["structured_output"])
         self.settings = settings
         self.name = settings.model
         kwargs: dict[str, Any] = {
@@ -45,7 +48,7 @@ class AnthropicModel:
         }
         if s.temperature is not None:
             params["extra_body"] = {"temperature": s.temperature}
-        if request.json_schema is not None:
+        if request.json_schema is not None and self.structured:
             params["tools"] = [
                 {
                     "name": TOOL,

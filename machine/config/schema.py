@@ -115,6 +115,12 @@ class OptimizerConfig(_Section):
     use_skill_aware_reflection: bool = False
     skill_aware_appendix_source: Literal["both", "failure_only"] = "both"
     skill_aware_consolidate_threshold: int = Field(default=0, ge=0, description="0 = never")
+    max_unusable_steps: int | None = Field(
+        default=2,
+        ge=0,
+        description="stop after this many steps in a row whose reflection replies were all "
+        "unusable (0: never stop); unset in runs recorded before the rule",
+    )
     appendix_gated: bool = Field(
         default=False, description="route appendix flushes through the gate (not in reference)"
     )
@@ -288,19 +294,29 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 # Keys added after the first release whose default is "on": a recorded config without them
 # predates the mechanism, so its run must go on (and verify) without it.
-LEGACY_OFF = {
-    "optimizer": ("use_step_buffer", "use_slow_update", "use_meta_skill"),
+# What a key absent from a recorded config meant: the behaviour before the key existed.
+LEGACY: dict[str, Any] = {
+    "optimizer.use_step_buffer": False,
+    "optimizer.use_slow_update": False,
+    "optimizer.use_meta_skill": False,
+    "optimizer.max_unusable_steps": None,  # all-unusable steps were no_patches; no stop
 }
+
+
+def _with_default(data: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
+    head, *rest = path
+    inner = data.get(head)
+    if not rest:
+        return data if head in data else {**data, head: value}
+    if inner is not None and not isinstance(inner, dict):
+        return data  # not a section: validation names it
+    return {**data, head: _with_default(dict(inner or {}), rest, value)}
 
 
 def recorded_config(data: dict[str, Any]) -> SkilloptConfig:
     """The config a run.created (or settings.changed) recorded, read as it was meant then."""
-    data = dict(data)
-    for section, keys in LEGACY_OFF.items():
-        inner = dict(data.get(section) or {})
-        for key in keys:
-            inner.setdefault(key, False)
-        data[section] = inner
+    for path, value in LEGACY.items():
+        data = _with_default(dict(data), path.split("."), value)
     return validate_config(data)
 
 

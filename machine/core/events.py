@@ -345,7 +345,10 @@ class StepSkipped(Event):
     TYPE = "step.skipped"
     step: int
     epoch: int
-    reason: Literal["no_patches", "nothing_applied", "zero_budget", "no_rewrite"]
+    # reflection_unusable: every reflection reply was unusable (runs recorded since the rule)
+    reason: Literal[
+        "no_patches", "nothing_applied", "zero_budget", "no_rewrite", "reflection_unusable"
+    ]
     skill_hash: str
 
 

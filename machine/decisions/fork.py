@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from skillopt.machine.config.schema import LEGACY_OFF
+from skillopt.machine.config.schema import LEGACY
 from skillopt.machine.core.state import TrainerState
 from skillopt.machine.decisions.plans import steps_per_epoch
 
@@ -36,13 +36,12 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 def changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
     """Changed keys; a key the old config predates, now written with the value it was read
-    with (off: see recorded_config), is no change."""
+    with (see recorded_config), is no change."""
     a, b = flatten(old), flatten(new)
-    legacy = {f"{section}.{key}" for section, keys in LEGACY_OFF.items() for key in keys}
     return {
         k: [a.get(k), b.get(k)]
         for k in sorted(a.keys() | b.keys())
-        if a.get(k) != b.get(k) and not (k in legacy and k not in a and b.get(k) is False)
+        if a.get(k) != b.get(k) and not (k in LEGACY and k not in a and b.get(k) == LEGACY[k])
     }
 
 

@@ -73,6 +73,13 @@ def _counted(
     return {**state.tokens, stage: (n, i, o, c)}
 
 
+def _unusable(state: TrainerState, stage: str, n: int = 1) -> TrainerState:
+    """Optimizer replies that were unusable even after their re-ask, per stage."""
+    if n == 0:
+        return state
+    return replace(state, unusable={**state.unusable, stage: state.unusable.get(stage, 0) + n})
+
+
 def _calls(call: ev.CallRecord, reask: ev.CallRecord | None) -> list[ev.Tokens]:
     """The tokens of an optimizer call and of its re-ask, if there was one."""
     return [call.tokens] + ([reask.tokens] if reask is not None else [])
@@ -117,7 +124,7 @@ def _run_created(s: TrainerState, e: ev.RunCreated) -> TrainerState:
 @on(ev.SettingsChanged)
 def _settings_changed(s: TrainerState, e: ev.SettingsChanged) -> TrainerState:
     config = recorded_config(e.config)
-    s = replace(s, config=config, config_data=e.config)
+    s = replace(s, config=config, config_data=e.config, unusable_streak=0)  # new settings, new try
     if s.dataset is not None:  # the number of epochs may have changed
         total = s.dataset.steps_per_epoch * config.train.num_epochs
         s = replace(s, dataset=s.dataset.model_copy(update={"total_steps": total}))
@@ -186,6 +193,7 @@ def _reflection_planned(s: TrainerState, e: ev.ReflectionPlanned) -> TrainerStat
 def _reflection_proposed(s: TrainerState, e: ev.ReflectionProposed) -> TrainerState:
     assert s.progress is not None
     s = _count(s, "reflect", _calls(e.call, e.reask))
+    s = _unusable(s, "reflect", 0 if e.ok else 1)
     return _with_progress(s, proposals={**s.progress.proposals, e.minibatch_id: e})
 
 
@@ -194,18 +202,26 @@ def _merged(s: TrainerState, e: ev.PatchesMerged) -> TrainerState:
     s = _count(
         s, "merge", [t for n in e.nodes if n.call is not None for t in _calls(n.call, n.reask)]
     )
+    s = _unusable(s, "merge", sum(1 for n in e.nodes if not n.ok))
     return _with_progress(s, merged=e)
 
 
 @on(ev.EditsSelected)
 def _selected(s: TrainerState, e: ev.EditsSelected) -> TrainerState:
+    if e.decision is not None and e.decision.call is not None:
+        s = _count(s, "budget", _calls(e.decision.call, e.decision.reask))
+        s = _unusable(s, "budget", 0 if e.decision.ok else 1)
     if e.ranking is not None:
         s = _count(s, "rank", _calls(e.ranking.call, e.ranking.reask))
+        s = _unusable(s, "rank", 0 if e.ranking.ok else 1)
     return replace(_with_progress(s, selected=e), budget_t=e.schedule_t)
 
 
 @on(ev.CandidateBuilt)
 def _built(s: TrainerState, e: ev.CandidateBuilt) -> TrainerState:
+    if e.rewrite is not None:
+        s = _count(s, "rewrite", _calls(e.rewrite.call, e.rewrite.reask))
+        s = _unusable(s, "rewrite", 0 if e.rewrite.ok else 1)
     return _with_progress(s, candidate=e)
 
 
@@ -294,6 +310,8 @@ def _step_completed(s: TrainerState, e: ev.StepCompleted) -> TrainerState:
         best_score=e.best_score,
         best_step=e.best_step,
         best_origin=f"step {e.best_step}" if best_changed else s.best_origin,
+        # steps in a row whose reflections were all unusable (the run stops at a limit)
+        unusable_streak=s.unusable_streak + 1 if e.action == "skip_reflection_unusable" else 0,
     )
     return _start_step(s, e.step + 1)
 
@@ -308,6 +326,7 @@ def _epoch_completed(s: TrainerState, e: ev.EpochCompleted) -> TrainerState:
 def _appendix(s: TrainerState, e: ev.AppendixFlushed) -> TrainerState:
     if e.consolidation is not None:
         s = _count(s, "consolidate", _calls(e.consolidation.call, e.consolidation.reask))
+        s = _unusable(s, "consolidate", 0 if e.consolidation.ok else 1)
     return _with_progress(s, appendix=e)
 
 
@@ -320,6 +339,7 @@ def _review(s: TrainerState, e: ev.ReviewPlanned) -> TrainerState:
 def _slow_update(s: TrainerState, e: ev.SlowUpdateDone) -> TrainerState:
     if e.call is not None:
         s = _count(s, "slow_update", _calls(e.call, e.reask))
+    s = _unusable(s, "slow_update", 1 if e.action == "failed" else 0)
     s = replace(s, slow_updates={**s.slow_updates, e.epoch: e})
     if e.action in ("placeholder", "force_accept") and e.skill_hash != s.current_hash:
         # Written into the current skill only; its score is carried, never cached as measured.
@@ -330,6 +350,7 @@ def _slow_update(s: TrainerState, e: ev.SlowUpdateDone) -> TrainerState:
 @on(ev.MetaSkillDone)
 def _meta_skill(s: TrainerState, e: ev.MetaSkillDone) -> TrainerState:
     s = _count(s, "meta_skill", _calls(e.call, e.reask))
+    s = _unusable(s, "meta_skill", 1 if e.action == "failed" else 0)
     return replace(s, meta_skills={**s.meta_skills, e.epoch: e})
 
 

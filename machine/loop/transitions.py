@@ -258,7 +258,10 @@ def _step_command(state: TrainerState, p: StepProgress) -> Command:
     if waiting:
         return Reflect(p.step, waiting)
     if not any(proposed(prop) for prop in p.proposals.values()):
-        return SkipStep(p.step, "no_patches")
+        asked = list(p.proposals.values())  # none: nothing failed (failure_only), no call
+        unusable = o.max_unusable_steps is not None and bool(asked)
+        unusable = unusable and not any(prop.ok for prop in asked)
+        return SkipStep(p.step, "reflection_unusable" if unusable else "no_patches")
     if p.merged is None:
         return Merge(p.step)
     if not proposed(p.merged):

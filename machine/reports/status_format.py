@@ -5,4 +5,4 @@ returns for the same state: a view stored by another skillopt is then never show
 folds the run instead. Kept apart from machine/reports/views.py so that reading a stored view imports
 nothing else of the core."""
 
-STATUS_FORMAT = 1
+STATUS_FORMAT = 2  # 2: `unusable` replies per stage

@@ -37,6 +37,8 @@ def status_view(state: TrainerState) -> dict[str, Any]:
         "best_skill_hash": state.best_hash,
         "events": state.seq,
         "last_failure": failure.model_dump(mode="json") if failure else None,
+        # optimizer replies unusable even after their re-ask, per stage ({} when none)
+        "unusable": dict(sorted(state.unusable.items())),
         **_spending(state),
     }
 
@@ -117,6 +119,7 @@ def report_data(state: TrainerState) -> dict[str, Any]:
             "test": tests,
         },
         "totals": state.totals(),
+        **({"unusable": dict(sorted(state.unusable.items()))} if state.unusable else {}),
         "tokens": {
             stage: {
                 "calls": c,
@@ -329,6 +332,13 @@ def render_markdown(
             cost = "–" if tok["cost"] is None else f"{tok['cost']:.4f}"
             out.append(f"| {stage} | {tok['calls']} | {tok['input']} | {tok['output']} | {cost} |")
         out.append("")
+    if report.get("unusable"):
+        counts = ", ".join(f"{stage} {n}" for stage, n in report["unusable"].items())
+        out += [
+            f"**Unusable optimizer replies** (after their re-ask, per stage): {counts}. "
+            "A step whose reflections were all unusable is skipped as `reflection_unusable`.",
+            "",
+        ]
     best = texts.get(fin["best_skill_hash"])
     initial = texts.get(fin["initial_skill_hash"])
     if best is not None and initial is not None and best != initial:
