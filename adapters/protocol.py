@@ -102,12 +102,14 @@ class DataSource:
     """Where an environment reads its items from files (`env.split_dir` or `env.data_path`).
 
     Paths are absolute (resolved against the config file at init). `split_ratio` is
-    train:selection:test; `split_seed` orders the rows before a ratio split."""
+    train:selection:test; `split_sizes`, when given, are absolute counts instead (rows past
+    their sum are left out); `split_seed` orders the rows before the cut."""
 
     split_dir: str | None = None
     data_path: str | None = None
     split_ratio: tuple[float, float, float] = (2.0, 1.0, 7.0)
     split_seed: int = 42
+    split_sizes: tuple[int, int, int] | None = None
 
 
 class ModelCallError(RuntimeError):

@@ -347,15 +347,23 @@ def read_ratio_split(
     seed: int,
     check_row: RowCheck | None = None,
     prepare: Prepare | None = None,
+    sizes: tuple[int, int, int] | None = None,
 ) -> SplitData:
+    """One file shuffled by the seed and cut by the ratio, or by absolute `sizes` (rows past
+    their sum are left out, and the manifest says how many)."""
     file = data_file(path)
     located = read_located(file)
     if not located:
         raise AdapterError(f"{file}: no rows")
     _check({"train": located}, check_row, prepare)  # every row, in file order, before a split
     ratio = tuple(float(r) for r in ratio)
-    counts = split_counts(len(located), ratio)
-    for split, count, part in zip(SPLITS, counts, ratio, strict=True):
+    counts = split_counts(len(located), ratio) if sizes is None else sizes
+    if sizes is not None and sum(sizes) > len(located):
+        shown = ":".join(str(n) for n in sizes)
+        raise AdapterError(
+            f"env.split_sizes {shown} needs {sum(sizes)} rows but {file} has {len(located)}"
+        )
+    for split, count, part in zip(SPLITS, counts, ratio if sizes is None else sizes, strict=True):
         if part > 0 and count == 0:
             raise AdapterError(
                 f"{file}: {len(located)} rows at split_ratio {_ratio_text(ratio)} leave the "
@@ -365,7 +373,7 @@ def read_ratio_split(
     random.Random(seed).shuffle(
         order
     )  # a generator of its own: the outcome depends on the seed only
-    cuts = [0, counts[0], counts[0] + counts[1], len(order)]
+    cuts = [0, counts[0], counts[0] + counts[1], counts[0] + counts[1] + counts[2]]
     parts = {
         split: [located[i] for i in order[cuts[k] : cuts[k + 1]]] for k, split in enumerate(SPLITS)
     }
@@ -374,9 +382,10 @@ def read_ratio_split(
         "split_mode": "ratio",
         "source_data_path": str(file),
         "source_sha256": _sha256(file),
-        "split_ratio": list(ratio),
+        **({"split_ratio": list(ratio)} if sizes is None else {"split_sizes": list(sizes)}),
         "split_seed": seed,
         "counts": dict(zip(SPLITS, counts, strict=True)),
+        **({"unused": len(located) - sum(sizes)} if sizes is not None else {}),
     }
     return SplitData(data.rows, data.where, manifest)
 
@@ -399,7 +408,12 @@ def read_source(
         return read_split_dir(Path(source.split_dir), check_row, prepare=prepare)
     if source.data_path is not None:
         return read_ratio_split(
-            Path(source.data_path), source.split_ratio, source.split_seed, check_row, prepare
+            Path(source.data_path),
+            source.split_ratio,
+            source.split_seed,
+            check_row,
+            prepare,
+            source.split_sizes,
         )
     raise AdapterError("env.split_dir/env.data_path: no data source given")
 

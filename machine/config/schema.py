@@ -152,6 +152,9 @@ class EvaluationConfig(_Section):
     gate_mixed_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     sel_env_num: int = Field(default=0, ge=0, description="0 = the whole selection split")
     test_env_num: int = Field(default=0, ge=0, description="0 = the whole test split")
+    min_selection_items: int = Field(
+        default=20, ge=0, description="init warns when the selection split is smaller"
+    )
     eval_test: bool = True
     early_reject: bool = Field(
         default=False,
@@ -181,6 +184,10 @@ class EnvConfig(_Section):
         default=None, description="one JSON/JSONL file split by split_ratio and split_seed"
     )
     split_ratio: str = Field(default="2:1:7", description="train:selection:test for data_path")
+    split_sizes: str | None = Field(
+        default=None,
+        description="train:selection:test as row counts for data_path (instead of the ratio)",
+    )
     split_seed: int = 42
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -195,6 +202,20 @@ class EnvConfig(_Section):
         if len(numbers) != 3 or any(n < 0 for n in numbers) or sum(numbers) <= 0:
             raise ValueError("expected train:selection:test, e.g. 2:1:7")
         return value
+
+    @field_validator("split_sizes")
+    @classmethod
+    def _three_counts(cls, value: str | None) -> str | None:
+        parts = [] if value is None else value.split(":")
+        if value is not None and (len(parts) != 3 or not all(p.strip().isdigit() for p in parts)):
+            raise ValueError("expected train:selection:test row counts, e.g. 40:20:40")
+        return value
+
+    def sizes(self) -> tuple[int, int, int] | None:
+        if self.split_sizes is None:
+            return None
+        a, b, c = (int(p) for p in self.split_sizes.split(":"))
+        return (a, b, c)
 
     @model_validator(mode="after")
     def _one_source(self) -> EnvConfig:

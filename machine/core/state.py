@@ -161,6 +161,7 @@ class TrainerState:
     tokens: Mapping[str, tuple[int, int, int, int]] = field(default_factory=dict)
     unusable: Mapping[str, int] = field(default_factory=dict)  # stage -> replies unusable twice
     unusable_streak: int = 0  # steps in a row skipped as reflection_unusable
+    warnings: tuple[str, ...] = ()  # what init warned about (run.created)
 
     @property
     def cfg(self) -> SkilloptConfig:

@@ -57,3 +57,19 @@ def plan_minibatches(
         for k, start in enumerate(range(0, len(order), size)):
             out.append((f"{prefix}{k}", kind, order[start : start + size]))
     return out
+
+
+def split_warnings(sizes: dict[str, int], min_selection: int, eval_test: bool) -> list[str]:
+    """What `init` warns about a run's splits: a selection split too small for the gate to
+    tell skills apart, or no test split to report a held-out score on."""
+    out: list[str] = []
+    n = sizes.get("selection", 0)
+    if n < min_selection:
+        out.append(
+            f"the selection split has {n} items (under evaluation.min_selection_items = "
+            f"{min_selection}): every gate decides on {n} items; give it more rows "
+            "(env.split_sizes or env.split_ratio)"
+        )
+    if not sizes.get("test") or not eval_test:
+        out.append("no test split is evaluated: the report will have no held-out test score")
+    return out

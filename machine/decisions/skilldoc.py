@@ -125,6 +125,16 @@ def strip_region(text: str, start: str, end: str) -> str:
     return text
 
 
+def for_export(text: str) -> str:
+    """A skill to ship: its machine-owned regions (slow update, appendix) kept where they hold
+    something, removed with their markers where they are empty."""
+    for start, end in _REGIONS:
+        body = region_body(text, start, end)
+        if body is not None and not body.strip():
+            text = strip_region(text, start, end)
+    return text
+
+
 def region_body(text: str, start: str, end: str) -> str | None:
     """The content of the first start..end region, or None when there is none."""
     i = text.find(start)

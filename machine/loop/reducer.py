@@ -116,6 +116,7 @@ def _run_created(s: TrainerState, e: ev.RunCreated) -> TrainerState:
         config_data=e.config,
         initial_hash=e.initial_skill_hash,
         current_hash=e.initial_skill_hash,
+        warnings=tuple(e.warnings),
         best_hash=e.initial_skill_hash,
         fork_seq=e.forked_from.seq if e.forked_from else None,
     )

@@ -83,6 +83,7 @@ def report_data(state: TrainerState) -> dict[str, Any]:
     }
     return {
         "run": state.run_name,
+        **({"warnings": list(state.warnings)} if state.warnings else {}),
         "config": dict(state.config_data),
         "dataset": None
         if data is None
@@ -261,6 +262,7 @@ def render_markdown(
         f"slow update {_on(op_, 'use_slow_update')}, meta skill {_on(op_, 'use_meta_skill')}, "
         f"skill-aware appendix {_on(op_, 'use_skill_aware_reflection')}",
         f"- Status: {'complete' if fin['done'] else 'in progress'}",
+        *(f"- **Warning**: {w}" for w in report.get("warnings", [])),
         "",
         "## Outcome",
         "",
