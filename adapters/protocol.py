@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-Role = Literal["optimizer", "target"]
+Role = Literal["optimizer", "target", "judge"]
 Split = Literal["train", "selection", "test"]
 
 
@@ -72,6 +72,9 @@ class Completion:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     retries: int = 0  # transient failures retried before this answer
+    # Why the reply ended, normalised: stop, length (cut at max_tokens), tool_use,
+    # content_filter, or the provider's own word; "" when the backend does not say.
+    finish_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,7 @@ class RolloutResult:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    judge_tokens: tuple[int, int, int] = (0, 0, 0)  # a judge's calls: input, output, cached
 
 
 class Environment(Protocol):
@@ -178,7 +182,11 @@ class Environment(Protocol):
     model)` runs one item: it uses the full skill text as the target's system prompt (adding
     at most a fixed instruction), calls `model.complete(ChatRequest(role="target", ...))` once
     or several times in a fixed order (a repair loop), and scores the replies. `model` sits
-    behind the call journal: a resumed run answers completed calls from it."""
+    behind the call journal: a resumed run answers completed calls from it.
+
+    Optionally `roles`: the model roles its rollouts use, ("target",) when absent. With
+    "judge" in it, `rollout` is also given `judge=`, the `models.judge` model behind the call
+    journal (ChatRequest role "judge"), and reports that model's tokens in `judge_tokens`."""
 
     name: str
 

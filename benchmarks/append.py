@@ -24,7 +24,7 @@ from pathlib import Path
 from synthetic import machine_line, stage_batches, synthesize, template_run
 
 from skillopt.commands.runner import record, status_of
-from skillopt.ledger.store import Ledger
+from skillopt.ledger.ledger import Ledger
 from skillopt.machine.core.events import Event, RunCreated
 from skillopt.machine.loop.reducer import reduce
 

@@ -1,5 +1,5 @@
 """CLI latency: wall time of `skillopt status` on a run of 20k events and of `skillopt --help`,
-each a fresh process as a user starts it (python -m skillopt.commands.cli, the console script's
+each a fresh process as a user starts it (python -m skillopt, as the console script runs its
 module). `status` answers from the status view stored with the run's last event (the synthetic
 run is appended as the runner appends); `status --fold` folds the events, as status does on a
 ledger without a current view. Prints medians, where the folding path's time goes
@@ -28,7 +28,7 @@ import sys, time
 t0 = time.perf_counter()
 import skillopt.commands.cli
 from skillopt.commands.runner import paused_gc
-from skillopt.ledger.store import Ledger
+from skillopt.ledger.ledger import Ledger
 from skillopt.machine.loop.reducer import reduce
 from skillopt.machine.reports.views import status_view
 t1 = time.perf_counter()
@@ -67,7 +67,7 @@ def main() -> int:
     print(machine_line())
     with tempfile.TemporaryDirectory() as tmp:
         ((db, _, _),) = build(Path(tmp), [args.events]).values()
-        cli = ["-m", "skillopt.commands.cli"]
+        cli = ["-m", "skillopt"]
         status = [*cli, "status", "--db", str(db)]
         wall(*status, "--fold")  # warm the OS file cache and .pyc files
         same = all(

@@ -23,7 +23,7 @@ from synthetic import ROOT, machine_line
 
 from skillopt.commands.context import Progress
 from skillopt.commands.runner import load_state, make_context, run_stage
-from skillopt.ledger.store import Ledger
+from skillopt.ledger.ledger import Ledger
 
 LATENCY_S = 0.1
 FLOOR = 0.90  # share of the ideal at 8 workers
@@ -36,7 +36,7 @@ def baseline_seconds(folder: Path, items: int, workers: int) -> float:
         [
             sys.executable,
             "-m",
-            "skillopt.commands.cli",
+            "skillopt",
             "init",
             "examples/sim.yaml",
             "--db",

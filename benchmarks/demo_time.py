@@ -22,7 +22,7 @@ FLOOR_S = 60.0
 
 def skillopt(*args: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "skillopt.commands.cli", *args],
+        [sys.executable, "-m", "skillopt", *args],
         cwd=ROOT,
         check=True,
         stdout=subprocess.DEVNULL,

@@ -78,7 +78,7 @@ class Outcome:
 
 def _skillopt(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "skillopt.commands.cli", *args],
+        [sys.executable, "-m", "skillopt", *args],
         cwd=ROOT,
         text=True,
         capture_output=True,

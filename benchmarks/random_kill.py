@@ -27,7 +27,7 @@ from tests.test_faults_kill import FULL_FEATURED, SLOW, answered_calls, kill_at 
 
 def skillopt(*args: str) -> int:
     return subprocess.run(
-        [sys.executable, "-m", "skillopt.commands.cli", *args], cwd=ROOT, capture_output=True
+        [sys.executable, "-m", "skillopt", *args], cwd=ROOT, capture_output=True
     ).returncode
 
 

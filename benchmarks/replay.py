@@ -27,7 +27,7 @@ from typing import Any
 from synthetic import build, machine_line
 
 from skillopt.commands.runner import fold, paused_gc
-from skillopt.ledger.store import Ledger
+from skillopt.ledger.ledger import Ledger
 from skillopt.machine.loop.reducer import reduce
 from skillopt.machine.reports.views import render_markdown, report_data
 

@@ -68,7 +68,7 @@ def config(url: str) -> list[str]:
 
 def skillopt(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "skillopt.commands.cli", *args],
+        [sys.executable, "-m", "skillopt", *args],
         cwd=ROOT,
         env={**os.environ, KEY_ENV: "sk-bench"},
         text=True,

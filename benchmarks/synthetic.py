@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from skillopt.commands.runner import record, status_of
-from skillopt.ledger.store import Ledger
+from skillopt.ledger.ledger import Ledger
 from skillopt.machine.core.canonical import sha256_text
 from skillopt.machine.core.events import Event, RunCreated
 from skillopt.machine.loop.reducer import reduce
@@ -58,7 +58,7 @@ def machine_line() -> str:
 
 def skillopt(*args: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "skillopt.commands.cli", *args],
+        [sys.executable, "-m", "skillopt", *args],
         cwd=ROOT,
         check=True,
         stdout=subprocess.DEVNULL,

@@ -20,7 +20,7 @@ is recorded first; `train` again resumes). Nothing here prints.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,36 +30,31 @@ from skillopt.commands.errors import InputError
 
 if TYPE_CHECKING:
     from skillopt.commands.context import Progress
-    from skillopt.ledger.store import Ledger as Store
+    from skillopt.commands.runner import StageResult
+    from skillopt.ledger.ledger import Ledger as Store
     from skillopt.ledger.tables import RunRow
     from skillopt.machine.core.state import TrainerState
 
 ReportFormat = Literal["md", "json", "html"]
 
 
-def version() -> str:
-    """The installed skillopt's version (recorded in every run.created)."""
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as installed
-
-    try:
-        return installed("skillopt")
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
 # -- the functions the CLI and the Python API share --------------------------------------------
 
 
 @dataclass(frozen=True)
-class Created:
+class Prepared:
+    """A run checked and ready to record: nothing is written before every input is checked."""
+
     run_name: str
     run_id: str
-    event: Any  # the stored run.created
-    warnings: list[str]
+    data: dict[str, Any]  # the resolved config run.created records
+    skill: str
+    config_text: str
+    warnings: list[str]  # recorded in run.created, printed by `init`, shown by the report
+    sizes: dict[str, int]  # items per split
 
 
-def _resolve_data_paths(data: dict[str, Any], config_path: Path) -> tuple[Any, dict[str, Any]]:
+def resolve_data_paths(data: dict[str, Any], config_path: Path) -> tuple[Any, dict[str, Any]]:
     """Data paths are relative to the config file; the run records them absolute so that a
     resume from another directory reads the same files."""
     from skillopt.machine.config.schema import validate_config
@@ -76,49 +71,95 @@ def _resolve_data_paths(data: dict[str, Any], config_path: Path) -> tuple[Any, d
     return validate_config(data), data
 
 
-def read_text(path: Path, what: str) -> str:
-    try:
-        return path.read_text("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise InputError(f"{what} {path}: {exc.strerror}") from None
-
-
-def create_run(
-    store: Store, config_path: Path, name: str | None, overrides: Sequence[str]
-) -> Created:
-    """Validate the config (its `_base_` files and overrides), check the environment can give
-    its splits, and record run.created. Nothing is executed yet."""
-    from skillopt.commands.clock import utc_now
+def prepare_run(config_path: Path, name: str | None, overrides: Sequence[str]) -> Prepared:
+    """Validate the config (its `_base_` files and overrides), read the initial skill and check
+    the environment gives its splits; warn about splits too small to trust."""
     from skillopt.commands.config_files import load_config
     from skillopt.commands.context import build_adapters, split_items
-    from skillopt.commands.runner import status_of
+    from skillopt.commands.files import read_text
     from skillopt.machine.core.canonical import canonical_json, sha256_text
-    from skillopt.machine.core.events import RunCreated
-    from skillopt.machine.loop.reducer import reduce
+    from skillopt.machine.decisions.plans import split_warnings
 
     loaded = load_config(config_path, list(overrides))
-    config, data = _resolve_data_paths(loaded.data, config_path)
+    config, data = resolve_data_paths(loaded.data, config_path)
     skill_path = (config_path.parent / config.env.skill_init).resolve()
     if not skill_path.is_file():
         raise InputError(f"env.skill_init: initial skill file {skill_path} not found")
     skill = read_text(skill_path, "initial skill file")
     env, _, _ = build_adapters(config)
-    split_items(env, config)
+    sizes = {split: len(rows) for split, rows in split_items(env, config).items()}
+    e = config.evaluation
+    warnings = [*loaded.warnings, *split_warnings(sizes, e.min_selection_items, e.eval_test)]
     run_name = name or config_path.stem
     run_id = "r" + sha256_text(canonical_json([run_name, data]))[:12]
+    text = read_text(config_path, "config file")
+    return Prepared(run_name, run_id, data, skill, text, warnings, sizes)
+
+
+def measure_workload(config: Any, prepared: Prepared) -> Any:
+    """What `estimate` measures: split sizes, the skill's length, mean prompt and answer
+    lengths of the items, the optimizer's templates, a judge's rubric."""
+    from skillopt.adapters.environments.judge import SYSTEM
+    from skillopt.commands.context import build_adapters, load_template, split_items
+    from skillopt.machine.decisions.estimate import Workload, tokens
+
+    env, _, _ = build_adapters(config)
+    items = [i for rows in split_items(env, config).values() for i in rows]
+
+    def answer(data: Any) -> str:
+        found = data.get("expected") if isinstance(data, dict) else None
+        found = found if found is not None else (data.get("answers") or [""])[0]
+        return str(found or "")
+
+    answers = [len(answer(i.data)) for i in items]
+    answer_chars = sum(answers) / len(answers) if answers and any(answers) else 200.0
+    templates = {
+        purpose: len(load_template(name))
+        for purpose, name in (
+            ("reflect", "reflect_failure"),
+            ("merge", "merge"),
+            ("rank", "rank"),
+            ("budget", "budget"),
+            ("rewrite", "rewrite"),
+            ("slow_update", "slow_update"),
+            ("meta_skill", "meta_skill"),
+        )
+    }
+    judges = [s.judge for s in getattr(env, "scorers", []) if getattr(s, "judge", None)]
+    return Workload(
+        sizes=prepared.sizes,
+        skill_chars=len(prepared.skill),
+        prompt_chars=sum(len(i.prompt) for i in items) / max(1, len(items)),
+        answer_chars=answer_chars,
+        target_reply_tokens=max(16, 2 * tokens(answer_chars)),
+        template_chars=templates,
+        judge_chars=sum(len(j.rubric) + len(SYSTEM) for j in judges) // len(judges)
+        if judges
+        else None,
+        judge_calls=len(judges),
+    )
+
+
+def record_run(store: Store, prepared: Prepared) -> Any:
+    """Record run.created for a prepared run; the stored event."""
+    from skillopt.commands.clock import utc_now
+    from skillopt.commands.runner import status_of
+    from skillopt.commands.version import skillopt_version
+    from skillopt.machine.core.canonical import sha256_text
+    from skillopt.machine.core.events import RunCreated
+    from skillopt.machine.loop.reducer import reduce
+
+    p = prepared
     created = RunCreated(
-        run_name=run_name,
-        config=data,
-        config_sha256=sha256_text(read_text(config_path, "config file")),
-        initial_skill_hash=store.put_blob(skill),
-        skillopt_version=version(),
-        warnings=loaded.warnings,
+        run_name=p.run_name,
+        config=p.data,
+        config_sha256=sha256_text(p.config_text),
+        initial_skill_hash=store.put_blob(p.skill),
+        skillopt_version=skillopt_version(),
+        warnings=p.warnings,
     )
     status = status_of(reduce([created]))
-    stored = store.create_run(run_id, run_name, data, utc_now(), created, status=status)
-    return Created(run_name, run_id, stored, list(loaded.warnings))
+    return store.create_run(p.run_id, p.run_name, p.data, utc_now(), created, status=status)
 
 
 def run_to_end(
@@ -126,12 +167,16 @@ def run_to_end(
     row: RunRow,
     progress: Progress | None = None,
     max_stages: int | None = None,
+    state: TrainerState | None = None,
+    on_stage: Callable[[StageResult], None] | None = None,
 ) -> TrainerState:
-    """Run stages until the run is done (or `max_stages`), resuming where the ledger ends."""
-    from skillopt.commands.context import Progress
+    """Run stages until the run is done (or `max_stages`), resuming where the ledger ends
+    (`state`: the run folded already); `on_stage` hears of each stage run."""
+    from skillopt.commands.context import LedgerGone, Progress
+    from skillopt.commands.errors import RunFailed
     from skillopt.commands.runner import load_state, make_context, run_stage
 
-    state = load_state(store, row.id)
+    state = state if state is not None else load_state(store, row.id)
     ctx = make_context(store, row.id, state, progress or Progress())
     stages = 0
     while max_stages is None or stages < max_stages:
@@ -139,6 +184,13 @@ def run_to_end(
         if result is None:
             break
         state, stages = result.state, stages + 1
+        if on_stage is not None:
+            on_stage(result)
+    if ctx.ledger_file is not None:  # the last append too went to the ledger the run opened
+        try:
+            ctx.ledger_file.check()
+        except LedgerGone as exc:
+            raise RunFailed(str(exc)) from None
     return state
 
 
@@ -187,7 +239,7 @@ class RunInfo:
 
 @contextmanager
 def _store(db: str) -> Iterator[Store]:
-    from skillopt.ledger.store import Ledger as Store
+    from skillopt.ledger.ledger import Ledger as Store
 
     store = Store.open(db)
     try:
@@ -251,7 +303,7 @@ class Ledger:
     opened. Close it when done, or use it as a context manager."""
 
     def __init__(self, db: str, create: bool = False) -> None:
-        from skillopt.ledger.store import Ledger as Store
+        from skillopt.ledger.ledger import Ledger as Store
 
         self.db = db
         self.store: Store = Store.open(db, create=create)
@@ -300,34 +352,30 @@ def train(
     again to go on."""
     from skillopt.ledger.errors import LedgerError
 
-    path = Path(config)
     assignments = (
         [f"{k}={v}" for k, v in overrides.items()]
         if isinstance(overrides, Mapping)
         else list(overrides or [])
     )
+    prepared = prepare_run(Path(config), name, assignments)  # checked before any file is made
     with Ledger(str(db), create=True) as ledger:
-        run_name = name or path.stem
         try:
-            row = ledger.store.find_run(run_name, "train")
+            row = ledger.store.find_run(prepared.run_name, "train")
         except LedgerError:
-            create_run(ledger.store, path, run_name, assignments)
-            row = ledger.store.find_run(run_name, "train")
+            record_run(ledger.store, prepared)
+            row = ledger.store.find_run(prepared.run_name, "train")
         else:
-            _same_config(row, path, assignments)
+            _same_config(row, prepared.data)
         run_to_end(ledger.store, row, max_stages=max_stages)
         return Run(ledger.db, row)
 
 
-def _same_config(row: RunRow, path: Path, overrides: Sequence[str]) -> None:
+def _same_config(row: RunRow, data: dict[str, Any]) -> None:
     """A resumed run keeps its recorded config: refuse a different one, naming a key."""
     import json
 
-    from skillopt.commands.config_files import load_config
     from skillopt.machine.decisions.fork import changes
 
-    loaded = load_config(path, list(overrides))
-    _, data = _resolve_data_paths(loaded.data, path)
     diff = changes(json.loads(row.config), data)
     if diff:
         key = sorted(diff)[0]

@@ -17,6 +17,7 @@ so at the end they are all relative to the file given on the command line.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +25,12 @@ from typing import Any
 
 import yaml
 
+from skillopt.adapters.protocol import DataSource
 from skillopt.commands.errors import InputError
 from skillopt.machine.config.compat import canonical_assignment, deep_merge, normalize, to_skillopt
 from skillopt.machine.config.schema import (
     ConfigError,
+    EnvConfig,
     SkilloptConfig,
     apply_override,
     validate_config,
@@ -52,19 +55,78 @@ def _shown(path: Path, top: Path) -> str:
     return rel if len(rel) < len(str(path)) else str(path)
 
 
+MAX_CONFIG_BYTES = 1_000_000
+MAX_DEPTH = 32
+MAX_ALIASES = 20  # a config needs few; an alias bomb needs many
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as a config needs it: a duplicate key, an alias bomb (many or recursive aliases)
+    or a nesting deeper than MAX_DEPTH is refused at once, naming where."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+        self.depth = 0
+        self.open_anchors: list[str | None] = []  # of the nodes being composed, outermost first
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise _Refused(f"more than {MAX_ALIASES} aliases (*name)", event)
+            if event.anchor in self.open_anchors:
+                raise _Refused(f"recursive alias *{event.anchor}", event)
+        if len(self.open_anchors) + self.depth >= MAX_DEPTH:
+            raise _Refused(f"nested deeper than {MAX_DEPTH} levels", event)
+        anchor = getattr(event, "anchor", None) if not isinstance(event, yaml.AliasEvent) else None
+        self.depth += 1
+        self.open_anchors.append(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+            self.open_anchors.pop()
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise _Refused(f"duplicate key {key!r}", key_node)
+            seen[key] = True
+        return super().construct_mapping(node, deep)
+
+
+class _Refused(Exception):
+    def __init__(self, problem: str, where: Any) -> None:
+        mark = getattr(where, "start_mark", None)
+        super().__init__(f"{problem}" + (f" at line {mark.line + 1}" if mark else ""))
+
+
 def _parse(path: Path) -> dict[str, Any]:
     try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise InputError(f"config file {path} is over {MAX_CONFIG_BYTES} bytes")
         text = path.read_text("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"config file {path} is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise InputError(f"config file {path}: {exc.strerror}") from None
+    loader = _StrictLoader(text)
     try:
-        data = yaml.safe_load(text) or {}
+        data = loader.get_single_data() or {}
+    except _Refused as exc:
+        raise InputError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{path}: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise InputError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise InputError(f"{path}: the top level must be a mapping of sections (train, env, ...)")
     return data
@@ -125,13 +187,13 @@ def read_config_tree(path: Path) -> dict[str, Any]:
 
 
 def load_config(path: Path, overrides: list[str]) -> LoadedConfig:
-    from skillopt.commands.cli import non_finite
-
     data = read_config_tree(path)
     try:
         for assignment in overrides:
             data = apply_override(data, canonical_assignment(assignment))
         mapped, warnings = to_skillopt(data)
+        mapped, priced = with_table_prices(mapped)
+        warnings = [*warnings, *priced]
         checked = validate_config(mapped)
         if bad := non_finite(checked.model_dump()):  # free-form options escape pydantic's check
             raise ConfigError(f"{bad}: not a finite number")
@@ -141,3 +203,47 @@ def load_config(path: Path, overrides: list[str]) -> LoadedConfig:
     except ConfigError as exc:
         raise InputError(f"{path}: {exc}") from None
     return LoadedConfig(config, resolved, warnings)
+
+
+def with_table_prices(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A role whose model is in the built-in price table and which names no prices gets the
+    table's, written into the config (so the run records what it assumed) with a warning."""
+    from skillopt.machine.config.prices import TABLE_DATE, table_prices
+
+    models = data.get("models")
+    if not isinstance(models, dict):
+        return data, []
+    notes, out = [], dict(models)
+    for role, section in models.items():
+        if not isinstance(section, dict) or section.get("prices") is not None:
+            continue
+        found = table_prices(str(section.get("model", "")))
+        if found is None:
+            continue
+        price = dict(zip(("input", "output", "cached_input"), found, strict=True))
+        out[role] = {**section, "prices": price}
+        notes.append(
+            f"models.{role}.prices: none given; the built-in list prices of "
+            f"{section.get('model')} ({TABLE_DATE}) are recorded: ${found[0]} input, "
+            f"${found[1]} output, ${found[2]} cached input per million tokens"
+        )
+    return {**data, "models": out}, notes
+
+
+def non_finite(value: Any, where: str = "") -> str | None:
+    """The key path of the first NaN or infinity (or a None left by one) in option values."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if found := non_finite(inner, f"{where}.{key}" if where else str(key)):
+                return found
+    elif isinstance(value, float) and not math.isfinite(value):
+        return where
+    return None
+
+
+def data_source(env: EnvConfig) -> DataSource | None:
+    """The files a config's environment reads its items from (env.split_dir or env.data_path,
+    already absolute), or None: the environment's own data (a shipped task set)."""
+    if env.split_dir is None and env.data_path is None:
+        return None
+    return DataSource(env.split_dir, env.data_path, env.ratio(), env.split_seed, env.sizes())

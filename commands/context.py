@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -10,16 +11,16 @@ from importlib import resources
 from skillopt.adapters.protocol import (
     AdapterError,
     ChatModel,
-    DataSource,
     Environment,
     Item,
     RoleSettings,
 )
 from skillopt.adapters.registry import make_environment, make_model
 from skillopt.commands.clock import utc_now
+from skillopt.commands.config_files import data_source
 from skillopt.commands.errors import InputError
 from skillopt.commands.journal import JournaledModel
-from skillopt.ledger.store import Ledger
+from skillopt.ledger.ledger import Ledger
 from skillopt.machine.config.schema import SkilloptConfig
 from skillopt.machine.core.canonical import canonical_json, sha256_text
 
@@ -61,7 +62,7 @@ def role_settings(config: SkilloptConfig, role: str) -> RoleSettings:
         api_key_env=r.api_key_env,
         api_version=r.api_version,
         temperature=r.temperature,
-        max_tokens=r.max_tokens,
+        max_tokens=r.max_tokens or 4096,
         reasoning_effort=r.reasoning_effort,
         timeout_s=r.timeout_s,
         max_attempts=r.max_attempts,
@@ -75,16 +76,30 @@ def role_settings(config: SkilloptConfig, role: str) -> RoleSettings:
 
 def build_adapters(config: SkilloptConfig) -> tuple[Environment, ChatModel, ChatModel]:
     try:
-        e = config.env
-        source = None
-        if e.split_dir is not None or e.data_path is not None:
-            source = DataSource(e.split_dir, e.data_path, e.ratio(), e.split_seed)
-        env = make_environment(e.name, e.options, source)
+        env = make_environment(config.env.name, config.env.options, data_source(config.env))
         target = make_model(role_settings(config, "target"))
         optimizer = make_model(role_settings(config, "optimizer"))
     except AdapterError as exc:
         raise InputError(str(exc)) from None
+    if "judge" in env_roles(env) and config.models.judge is None:
+        raise InputError(
+            f"environment {env.name!r} has a judge scorer: set models.judge (backend, model)"
+        )
     return env, target, optimizer
+
+
+def env_roles(env: Environment) -> tuple[str, ...]:
+    """The model roles an environment's rollouts use (the protocol's optional `roles`)."""
+    return tuple(getattr(env, "roles", ("target",)))
+
+
+def build_judge(config: SkilloptConfig) -> ChatModel | None:
+    if config.models.judge is None:
+        return None
+    try:
+        return make_model(role_settings(config, "judge"))
+    except AdapterError as exc:
+        raise InputError(str(exc)) from None
 
 
 def split_items(env: Environment, config: SkilloptConfig) -> dict[str, list[Item]]:
@@ -118,6 +133,41 @@ def fingerprint(items: list[Item]) -> str:
     return sha256_text(canonical_json([[i.id, i.task_type, i.prompt, dict(i.data)] for i in items]))
 
 
+class LedgerFile:
+    """A SQLite ledger's file, as it was when the run opened it. SQLite goes on writing to a
+    file that was deleted (or replaced) under it, and the run would end well with its ledger
+    gone: the runner checks before every append, and stops with one line instead."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.identity = self._identity()
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def check(self) -> None:
+        if self.identity is None or self._identity() != self.identity:
+            raise LedgerGone(
+                f"the ledger {self.path} was removed or replaced while this run wrote to it; "
+                "nothing more is recorded: restore it, or start the run again"
+            )
+
+    @classmethod
+    def of(cls, ledger: Ledger) -> LedgerFile | None:
+        url = ledger.engine.url
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return None
+        return cls(str(url.database))
+
+
+class LedgerGone(RuntimeError):
+    """The ledger's file was removed or replaced under a running run (exit 1)."""
+
+
 @dataclass
 class StageContext:
     config: SkilloptConfig
@@ -129,12 +179,22 @@ class StageContext:
     progress: Progress
     run_id: str
     clock: Callable[[], str] = utc_now
+    judge: ChatModel | None = None  # models.judge, for environments with judge scorers
+    ledger_file: LedgerFile | None = None  # a SQLite ledger's file, watched while a run writes
     _texts: dict[str, str] = field(default_factory=dict)
     _pending: dict[str, str] = field(default_factory=dict)  # stored, not yet committed
 
     def model_for(self, role: str, step: int, stage: str, unit: str) -> JournaledModel:
         """The role's model for one unit of work, behind the call journal."""
-        inner = self.target if role == "target" else self.optimizer
+        inner = {"target": self.target, "optimizer": self.optimizer}.get(role) or self.judge
+        if inner is None:
+            raise InputError(f"no model for role {role!r}: set models.{role}")
+        settings = getattr(self.config.models, role)
+        limit = settings.max_tokens if self.config.config_version >= 2 else None
+        if role != "optimizer" and limit is not None:  # the role's limit over the env's own
+            return JournaledModel(
+                inner, self.ledger, self.run_id, role, step, stage, unit, self.clock, limit
+            )
         return JournaledModel(inner, self.ledger, self.run_id, role, step, stage, unit, self.clock)
 
     def item(self, split: str, item_id: str) -> Item:

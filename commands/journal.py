@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from skillopt.adapters.models.remote import retry_listener
-from skillopt.adapters.protocol import ChatModel, ChatRequest, Completion
-from skillopt.ledger.store import Journal, Ledger
+from skillopt.adapters.protocol import ChatModel, ChatRequest, Completion, ModelCallError
+from skillopt.ledger.journal import Journal
+from skillopt.ledger.ledger import Ledger
 from skillopt.ledger.tables import CallRow
 from skillopt.machine.core.canonical import canonical_json, sha256_text
 
@@ -43,6 +44,7 @@ class JournaledModel:
     stage: str
     unit: str
     clock: Callable[[], str]
+    max_tokens: int | None = None  # the role's reply limit, over what the request asks
     call_ids: list[str] = field(default_factory=list)
     _index: int = 0
 
@@ -51,6 +53,13 @@ class JournaledModel:
         return self.inner.name
 
     def complete(self, request: ChatRequest) -> Completion:
+        if request.role != self.role:  # never send one role's request to another's model
+            raise ModelCallError(
+                f"a {request.role!r} request was made through the {self.role!r} model "
+                f"(stage {self.stage}); an environment reaches a judge through its `judge` model"
+            )
+        if self.max_tokens is not None:
+            request = replace(request, max_tokens=self.max_tokens)
         index, self._index = self._index, self._index + 1
         text = request_text(self.role, self.inner.name, request)
         request_hash = sha256_text(text)
@@ -69,6 +78,7 @@ class JournaledModel:
                 output_tokens=found.tokens_out,
                 cache_read_tokens=found.cache_read,
                 cache_write_tokens=found.cache_write,
+                finish_reason=found.finish_reason or "",
             )
         request_blob = request_hash  # the text is stored with the call's record, in one commit
         row = CallRow(
@@ -118,6 +128,7 @@ class JournaledModel:
             reply.cache_write_tokens,
             reply.retries,
         )
+        row.finish_reason = reply.finish_reason or None
         row.latency_ms, row.recorded_at = int((time.monotonic() - start) * 1000), self.clock()
         journal.record(row, [text, reply.text])
         return reply

@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 
 from skillopt.commands.clock import Clock, utc_now
 from skillopt.commands.context import (
+    LedgerFile,
+    LedgerGone,
     Progress,
     StageContext,
     build_adapters,
+    build_judge,
     fingerprint,
     split_items,
 )
@@ -27,14 +30,10 @@ from skillopt.commands.stages import (
     update,
 )
 from skillopt.commands.stages import dataset as plans
-from skillopt.ledger.store import (
-    ConflictError,
-    CorruptEvent,
-    Ledger,
-    LedgerWriteError,
-    StatusView,
-    StoredEvent,
-)
+from skillopt.ledger.errors import ConflictError, CorruptEvent, LedgerWriteError
+from skillopt.ledger.events import StoredEvent
+from skillopt.ledger.ledger import Ledger
+from skillopt.ledger.views import StatusView
 from skillopt.machine.core.canonical import canonical_json
 from skillopt.machine.core.events import BudgetExhausted, Event, StageFailed
 from skillopt.machine.core.state import TrainerState
@@ -144,7 +143,20 @@ def make_context(
                     "started; restore it, or start a new run"
                 )
     by_id = {split: {i.id: i for i in rows} for split, rows in items.items()}
-    return StageContext(config, env, target, optimizer, ledger, by_id, progress, run_id, clock)
+    judge = build_judge(config)
+    return StageContext(
+        config,
+        env,
+        target,
+        optimizer,
+        ledger,
+        by_id,
+        progress,
+        run_id,
+        clock,
+        judge,
+        LedgerFile.of(ledger),
+    )
 
 
 @dataclass
@@ -186,6 +198,8 @@ def run_stage(
         while True:
             events: list[Event] = batch if isinstance(batch, list) else [batch]
             texts = ctx.take_pending()  # the blobs these events refer to, in one commit
+            if ctx.ledger_file is not None:
+                ctx.ledger_file.check()
             stored, result.state = record(ledger, run_id, result.state, events, clock(), texts)
             result.appended += stored
             batch = gen.send(result.state)
@@ -195,6 +209,8 @@ def run_stage(
         raise RunFailed(
             f"{exc}; the events appended so far are kept; run again to continue from them"
         ) from None
+    except LedgerGone as exc:  # nothing may be recorded: not even a stage.failed
+        raise RunFailed(str(exc)) from None
     except LedgerWriteError as exc:  # recording a stage.failed would be refused too
         raise RunFailed(f"{exc}; `skillopt run` continues once it can write") from None
     except InputError as exc:

@@ -2,7 +2,7 @@
 
 `skillopt status` is what people run while a run trains; loading SQLAlchemy, pydantic and the
 core to fold thousands of events would take seconds. The writer stores the status view with
-every append (skillopt.ledger.store.StatusView); this module answers from it when, and only when, it
+every append (skillopt.ledger.views.StatusView); this module answers from it when, and only when, it
 certainly describes the run's last event: a SQLite ledger at the schema head, the run found
 as `Ledger.find_run` finds it, a view of the expected format keyed by the last event's seq and
 hash, all read in one snapshot. Anything else returns None and the caller folds the run,

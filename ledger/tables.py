@@ -64,6 +64,7 @@ class CallRow(SQLModel, table=True):
     error_class: str | None = None
     error_message: str | None = None
     recorded_at: str
+    finish_reason: str | None = None  # why the reply ended, as the provider said (0005)
 
 
 class TimingRow(SQLModel, table=True):

@@ -92,7 +92,7 @@ def skillopt_process(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
     """The CLI as a real process."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "skillopt.commands.cli", *args],
+        [sys.executable, "-m", "skillopt", *args],
         cwd=ROOT,
         env=env,
         text=True,
@@ -149,7 +149,7 @@ def copy_into_old_schema(source_db: Path, old: Path, revision: str) -> None:
     as a skillopt of that schema wrote it: the same events, hashes, stamps and blobs."""
     import sqlalchemy as sa
 
-    from skillopt.ledger.store import Ledger
+    from skillopt.ledger.ledger import Ledger
 
     ledger = Ledger(sa.create_engine(f"sqlite:///{old}"), str(old))
     ledger.upgrade(revision)

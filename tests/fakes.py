@@ -88,6 +88,8 @@ class FakeProvider:
                 SimEnvironment.target_hints(item),
             )
             return self.target.complete(request).text
+        if user.startswith("Reply with the JSON object"):  # doctor's structured-output probe
+            return json.dumps({"ok": True})
         if "Merge group:" in user:
             edits, seen = [], set()
             for block in re.findall(r"### Patch \d+\n(.*?)(?=\n\n### Patch|\Z)", user, re.S):

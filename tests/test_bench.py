@@ -13,7 +13,7 @@ import pytest
 
 from skillopt.adapters.environments.closed_loop import HOUSE_RULES
 from skillopt.adapters.models.offline import OfflineModel
-from skillopt.ledger.store import head_revision
+from skillopt.ledger.database import head_revision
 from tests.conftest import EXAMPLE as SIM_EXAMPLE
 from tests.conftest import ROOT, SMALL, Cli, copy_into_old_schema, event_rows
 

@@ -12,7 +12,7 @@ import pytest
 
 from skillopt.commands.context import Progress
 from skillopt.commands.runner import load_state, make_context, run_stage
-from skillopt.ledger.store import Ledger
+from skillopt.ledger.ledger import Ledger
 from tests.conftest import ALL_GATED, ALL_MECHANISMS, EXAMPLE, PLAIN, Cli, event_rows
 
 TINY = [

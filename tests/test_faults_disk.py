@@ -47,7 +47,7 @@ def skillopt(
     *args: str, preexec: Callable[[], None] | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "skillopt.commands.cli", *args],
+        [sys.executable, "-m", "skillopt", *args],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         preexec_fn=preexec,

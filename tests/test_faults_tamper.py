@@ -13,7 +13,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from skillopt.ledger.store import Ledger
+from skillopt.ledger.ledger import Ledger
 from skillopt.machine.core.events import StageFailed
 from tests.conftest import EXAMPLE, SMALL, Cli
 

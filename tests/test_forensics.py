@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from skillopt.machine.decisions.skilldoc import for_export
 from tests.conftest import ALL_GATED, ALL_MECHANISMS, EXAMPLE, PLAIN, SMALL, Cli
 
 ACCEPTING = {"accept_new_best", "accept", "force_accept"}
@@ -107,7 +108,9 @@ def test_diff_and_export(cli: Cli, tmp_path: Path) -> None:
     assert cli("skill", "diff", "best", "best", "--db", db).out == ""
     out = tmp_path / "best.md"
     assert cli("skill", "export", "best", "-o", str(out), "--db", db).code == 0
-    assert out.read_text() == cli("skill", "show", "best", "--db", db).out
+    shown = cli("skill", "show", "best", "--db", db).out  # the skill as stored, regions and all
+    assert "<!-- SLOW_UPDATE_START -->\n<!-- SLOW_UPDATE_END -->" in shown
+    assert out.read_text() == for_export(shown) and "SLOW_UPDATE" not in out.read_text()
     text = cli("skill", "log", "--db", db).out
     assert text.splitlines()[0].split() == ["hash", "step", "fate", "score", "length"]
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from skillopt.commands.runner import load_state
-from skillopt.ledger.store import Ledger
+from skillopt.ledger.ledger import Ledger
 from skillopt.machine.core import events as ev
 from skillopt.machine.core.state import TrainerState
 from skillopt.machine.decisions import gate as gate_rules

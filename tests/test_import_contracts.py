@@ -40,7 +40,7 @@ def test_the_contracts_hold_on_this_tree(tmp_path: Path) -> None:
     _copy(tmp_path)
     res = _lint(tmp_path, ROOT / "pyproject.toml")
     assert res.returncode == 0, res.stdout[-3000:]
-    assert "broken" not in res.stdout.lower().split("contracts:")[-1]
+    assert " 0 broken." in res.stdout
 
 
 def test_a_forbidden_import_breaks_the_build(tmp_path: Path) -> None:

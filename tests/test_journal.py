@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from skillopt.ledger.store import Ledger, head_revision
+from skillopt.ledger.database import head_revision
+from skillopt.ledger.ledger import Ledger
 from tests.conftest import (
     EXAMPLE,
     SMALL,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from skillopt.ledger.store import ConflictError, Ledger
+from skillopt.ledger.errors import ConflictError
+from skillopt.ledger.ledger import Ledger
 from skillopt.machine.core.canonical import canonical_json, event_hash
 from skillopt.machine.core.events import StageFailed
 from tests.conftest import Cli

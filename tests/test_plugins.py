@@ -44,7 +44,7 @@ def run(pythonpath: list[Path], *args: str, cwd: Path = ROOT) -> subprocess.Comp
 
 
 def skillopt(pythonpath: list[Path], *args: str) -> subprocess.CompletedProcess[str]:
-    return run(pythonpath, "-m", "skillopt.commands.cli", *args)
+    return run(pythonpath, "-m", "skillopt", *args)
 
 
 @pytest.fixture

@@ -236,9 +236,10 @@ def test_run_created_validates_the_config() -> None:
     state = fold(run_created())
     # CONFIG predates the epoch-boundary mechanisms: recorded without their keys, they are off.
     legacy = {**CONFIG, "optimizer": {"use_step_buffer": False, "use_slow_update": False}}
-    assert state.config == validate_config(
-        {**legacy, "optimizer": {**legacy["optimizer"], "use_meta_skill": False}}
-    )
+    # ... and the stop after unusable steps is unset (their steps were no_patches, no stop)
+    legacy["optimizer"] |= {"use_meta_skill": False, "max_unusable_steps": None}
+    # ... and a role's max_tokens reaches only the optimizer's calls (config_version 1)
+    assert state.config == validate_config({**legacy, "config_version": 1})
     assert validate_config(CONFIG).optimizer.use_slow_update  # a new config gets them on
     assert state.cfg.train.batch_size == 2
     assert state.cfg.train.num_epochs == 1

@@ -16,7 +16,7 @@ import pytest
 
 from skillopt.commands.runner import HANDLERS, fold
 from skillopt.ledger.errors import CorruptEvent
-from skillopt.ledger.store import Ledger
+from skillopt.ledger.ledger import Ledger
 from skillopt.machine.core import events as ev
 from skillopt.machine.loop import reducer
 from skillopt.machine.loop import transitions as tr

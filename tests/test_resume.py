@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from skillopt.commands.runner import load_state
-from skillopt.ledger.store import Ledger
+from skillopt.ledger.ledger import Ledger
 from skillopt.machine.loop import transitions as tr
 from tests.conftest import EXAMPLE, SMALL, Cli, count_events, event_rows, skillopt_process
 

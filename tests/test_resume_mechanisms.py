@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from skillopt.commands.runner import load_state
-from skillopt.ledger.store import Ledger
+from skillopt.ledger.ledger import Ledger
 from skillopt.ledger.stored_status import stored_status
 from skillopt.machine.loop import transitions as tr
 from skillopt.machine.reports.status_format import STATUS_FORMAT

@@ -15,9 +15,10 @@ import pytest
 from freezegun import freeze_time
 
 import skillopt.commands.runner
-from skillopt.commands.cli import _check_status_view
+from skillopt.commands.cli.admin import _check_status_view
 from skillopt.commands.runner import record
-from skillopt.ledger.store import Ledger, head_revision
+from skillopt.ledger.database import head_revision
+from skillopt.ledger.ledger import Ledger
 from skillopt.machine.core.events import BudgetSet
 from tests.conftest import (
     ALL_MECHANISMS,

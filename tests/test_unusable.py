@@ -95,3 +95,59 @@ def test_a_server_that_cannot_answer_in_json_is_diagnosed(
     assert res.code == 1, res.err
     assert f"backend {backend}, model m-optimizer" in res.err and cause in res.err, res.err
     assert cli("replay", "--db", db, "--verify").code == 0
+
+
+@pytest.mark.parametrize("backend", ["openai", "anthropic"])
+def test_doctor_checks_structured_output_per_role(
+    cli: Cli, server: FakeProvider, tmp_path: Path, backend: str
+) -> None:
+    config = tmp_path / "remote.yaml"
+    text = EXAMPLE.read_text().replace("../skills", str(EXAMPLE.parent.parent / "skills"))
+    url = server.url + ("/v1" if backend == "openai" else "")
+    remote = (
+        f"    backend: {backend}\n    model: m-optimizer\n    base_url: {url}\n"
+        "    api_key_env: SKILLOPT_TEST_KEY\n    max_attempts: 1\n"
+    )
+    text = text.replace("    backend: offline\n    model: offline-optimizer\n", remote)
+    config.write_text(text)
+    res = cli("doctor", str(config))
+    assert res.code == 0, res.out + res.err
+    assert "dataset   36 train, 24 selection, 30 test items" in res.out
+    assert server.log[-2].body.get("response_format" if backend == "openai" else "tool_choice")
+    server.optimizer_mode = "prose"
+    res = cli("doctor", str(config), "--json")
+    assert res.code == 1
+    target, optimizer = res.json()
+    assert target["ok"] and not optimizer["ok"] and optimizer["structured"]
+    assert "ignored the structured-output request" in optimizer["error"]
+    assert "models.optimizer.options.structured_output: false" in optimizer["error"]
+    assert "optimizer" in cli("doctor", str(config)).out.split("FAILED")[0].splitlines()[-1]
+
+
+@pytest.mark.parametrize("backend", ["openai", "anthropic"])
+def test_a_roles_max_tokens_is_what_goes_on_the_wire_and_finish_reasons_are_journaled(
+    cli: Cli, server: FakeProvider, tmp_path: Path, backend: str
+) -> None:
+    url = server.url + ("/v1" if backend == "openai" else "")
+    field = "max_completion_tokens" if backend == "openai" else "max_tokens"
+    sizes = ["--set", "train.num_epochs=1"]
+    for limit, db in ((None, "default.db"), (77, "set.db")):
+        extra = [] if limit is None else ["--set", f"models.target.max_tokens={limit}"]
+        extra += ["--set", "models.optimizer.max_tokens=900"]
+        path = str(tmp_path / db)
+        args = [*SMALL, *sizes, *roles(backend, url), *extra]
+        assert cli("init", str(EXAMPLE), "--db", path, "--name", "w", *args).code == 0
+        server.log.clear()
+        assert cli("run", "--db", path, "--max-stages", "3").code == 0
+        sent = {r.body[field] for r in server.log if r.body["model"] == "m-target"}
+        assert sent == {64 if limit is None else limit}  # sim's own limit, or the role's
+        assert {r.body[field] for r in server.log if r.body["model"] == "m-optimizer"} <= {900}
+    calls = cli("calls", "--db", str(tmp_path / "set.db"), "--json").json()
+    assert calls and {c["finish_reason"] for c in calls} == {"stop"}
+    server.optimizer_mode = "truncate"
+    path = str(tmp_path / "cut.db")
+    args = [*SMALL, *roles(backend, url), "--set", "models.optimizer.max_tokens=300"]
+    assert cli("init", str(EXAMPLE), "--db", path, "--name", "c", *args).code == 0
+    assert cli("run", "--db", path).code == 1
+    optimizer = [c for c in cli("calls", "--db", path, "--json").json() if c["role"] == "optimizer"]
+    assert optimizer and {c["finish_reason"] for c in optimizer} == {"length"}

@@ -35,7 +35,7 @@ def test_the_wheel_holds_skillopt_alone(wheel: Path) -> None:
         (top_level,) = [n for n in names if n.endswith(".dist-info/top_level.txt")]
         assert z.read(top_level).decode().split() == ["skillopt"]
         (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
-        assert "skillopt = skillopt.commands.cli:main" in z.read(entry_points).decode()
+        assert "skillopt = skillopt.commands.entry:main" in z.read(entry_points).decode()
     tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert tops == {"skillopt"}
     for shipped in (

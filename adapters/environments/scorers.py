@@ -8,7 +8,7 @@ AdapterError naming `env.options.scorers[i] (type)`. At scoring time a scorer th
 *error* on that item (a failure whose reason says so), never a crash and never a pass.
 
 Types: `exact`, `contains`, `contains_all`, `contains_any`, `regex`, `numeric`, `json`,
-`length`, `python`. Values a scorer compares with are literals in the spec or a row field
+`length`, `python`, and `judge` (an LLM grades the reply against a rubric: judge.py). Values a scorer compares with are literals in the spec or a row field
 (`field: answer`); the row's mapped `expected` is the default where one is needed.
 """
 
@@ -21,19 +21,15 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from skillopt.adapters.protocol import AdapterError
+from skillopt.adapters.environments.outcome import Outcome
+from skillopt.adapters.protocol import AdapterError, ChatModel
+
+if TYPE_CHECKING:
+    from skillopt.adapters.environments.judge import Judge
 
 Row = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    score: float
-    passed: bool
-    reason: str  # why not a pass (or what was found), one line
-    error: bool = False  # the scorer itself failed on this item
 
 
 @dataclass(frozen=True)
@@ -44,8 +40,11 @@ class Scorer:
     required: bool
     pass_at: float
     check: Callable[[str, Row], Outcome] = field(repr=False)
+    judge: Judge | None = field(default=None, repr=False)
 
-    def __call__(self, reply: str, row: Row) -> Outcome:
+    def __call__(self, reply: str, row: Row, judge_model: ChatModel | None = None) -> Outcome:
+        if self.judge is not None:  # a failed judge call fails the stage (it is retried), as
+            return self.judge(reply, row, judge_model)  # a broken call must not score an item
         try:
             out = self.check(reply, row)
         except Exception as exc:  # a scorer's own failure is recorded on the item
@@ -247,6 +246,12 @@ def build(spec: Any, index: int) -> Scorer:
         "length": lambda: _length(spec, where),
         "python": lambda: _python(spec, where),
     }
+    judge = None
+    if kind == "judge":
+        from skillopt.adapters.environments.judge import Judge
+
+        judge = Judge(spec, where)
+        makers["judge"] = lambda: lambda reply, row: Outcome(0.0, False, "no judge")
     if kind not in makers:
         known = ", ".join(sorted([*makers, "judge"]))
         raise AdapterError(f"{where}: unknown scorer type {kind!r} (known: {known})")
@@ -270,6 +275,7 @@ def build(spec: Any, index: int) -> Scorer:
         bool(spec.get("required", False)),
         float(pass_at),
         scored,
+        judge,
     )
 
 

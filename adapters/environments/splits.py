@@ -102,17 +102,25 @@ def read_located(path: Path | Traversable) -> list[Row]:
     return rows
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a dataset may hold")
+
+
 def _parse(text: str, where: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise AdapterError(f"{where}: invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except ValueError as exc:  # NaN, Infinity
+        raise AdapterError(f"{where}: invalid JSON: {exc}") from None
 
 
 def _array(text: str, path: Path | Traversable) -> list[Row]:
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+        data = json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:
+        if not isinstance(exc, json.JSONDecodeError):
+            raise AdapterError(f"{path}: invalid JSON: {exc}") from None
         hint = " (JSON Lines? name the file .jsonl)" if exc.msg == "Extra data" else ""
         raise AdapterError(
             f"{path} line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}{hint}"
@@ -124,7 +132,8 @@ def _array(text: str, path: Path | Traversable) -> list[Row]:
         i = text.index("[")
     else:
         raise AdapterError(
-            f'{path}: expected a JSON array of objects (or {{"data": [...]}}), got {_kind(data)}'
+            f"{path}: expected a JSON array of objects, got {_kind(data)} "
+            '(an object needs a "data" array of them)'
         )
     # A second pass over the (valid) text finds where each element starts, for messages.
     decoder, starts, i = json.JSONDecoder(), [], i + 1

@@ -14,6 +14,9 @@ own settings are `env.options`:
   the first failure's into `fail_reason` ("scorer: reason"), so the optimizer reads *why*.
 - `max_tokens` of a reply (default 1024).
 
+A `judge` scorer (adapters/environments/judge.py) makes `models.judge` a role of the rollouts:
+each reply is graded by that model against the scorer's rubric, journaled like every call.
+
 The offline model can play the target: a row's optional `offline` column holds its hints
 (`{"default": answer_without_the_rule, "variants": [{"pattern": regex_in_skill, "answer":
 ...}]}`, as the protocol describes) and its `rule` / `rule_pattern` feedback for the offline
@@ -84,6 +87,10 @@ class TaskEnvironment:
         if not isinstance(specs, list) or not specs:
             raise AdapterError("env.options.scorers: list at least one scorer (e.g. type: exact)")
         self.scorers = [sc.build(spec, k) for k, spec in enumerate(specs)]
+        # a judge scorer makes the judge a role of this environment's rollouts
+        judges = [s.judge for s in self.scorers if s.judge is not None]
+        self.roles: tuple[str, ...] = ("target", "judge") if judges else ("target",)
+        self.rubric_fields = [f for j in judges for f in j.fields if f != "expected"]
         if self.opts["max_tokens"] < 1:
             raise AdapterError(
                 f"env.options.max_tokens: must be >= 1, got {self.opts['max_tokens']}"
@@ -102,7 +109,7 @@ class TaskEnvironment:
         return {**row, "id": derived_id(row)}
 
     def _check_row(self, row: Mapping[str, Any]) -> None:
-        for name in [self.fields["input"], *self.needed]:
+        for name in [self.fields["input"], *self.needed, *self.rubric_fields]:
             if name not in row:
                 raise AdapterError(f"missing field {name!r} (map columns with env.options.fields)")
         if "offline" in row and not isinstance(row["offline"], Mapping):
@@ -128,7 +135,9 @@ class TaskEnvironment:
         """What scorers see: the row, with the mapped answer as `expected`."""
         return {**item.data["row"], "expected": item.data["expected"]}
 
-    def rollout(self, item: Item, skill: str, model: ChatModel) -> RolloutResult:
+    def rollout(
+        self, item: Item, skill: str, model: ChatModel, judge: ChatModel | None = None
+    ) -> RolloutResult:
         offline = item.data["row"].get("offline") or {}
         expected = item.data["expected"]
         hints = {
@@ -146,7 +155,7 @@ class TaskEnvironment:
         reply = model.complete(request)
         got = reply.text.strip()
         row = self._row(item)
-        outcomes = [scorer(got, row) for scorer in self.scorers]
+        outcomes = [scorer(got, row, judge) for scorer in self.scorers]
         hard, soft = sc.combine(self.scorers, outcomes, float(self.opts["pass_threshold"]))
         lines = [
             f"  {s.name} ({s.kind}{', required' if s.required else ''}, weight {s.weight:g}): "
@@ -154,9 +163,10 @@ class TaskEnvironment:
             for s, o in zip(self.scorers, outcomes, strict=True)
         ]
         failed = [(s, o) for s, o in zip(self.scorers, outcomes, strict=True) if not o.passed]
-        first = next(((s, o) for s, o in failed if o.error or s.required), None) or (
-            failed[0] if failed else None
-        )
+        # a scorer's own error first (the item could not be scored), then a required miss
+        first = next((f for f in failed if f[1].error), None)
+        first = first or next((f for f in failed if f[0].required), None)
+        first = first or (failed[0] if failed else None)
         reason = "" if hard else (f"{first[0].name}: {first[1].reason}" if first else "low_score")
         trajectory = (
             f"USER: {item.prompt}\nASSISTANT: {got}\n"
@@ -178,4 +188,5 @@ class TaskEnvironment:
             reply.input_tokens,
             reply.output_tokens,
             reply.cache_read_tokens,
+            tuple(sum(o.tokens[k] for o in outcomes) for k in range(3)),  # type: ignore[arg-type]
         )

@@ -17,6 +17,14 @@ from skillopt.adapters.models.remote import MalformedResponse, api_key, options_
 from skillopt.adapters.protocol import ChatRequest, Completion, RoleSettings
 
 TOOL = "reply"
+# The provider's words for why a reply ended, in ours (ChatModel protocol: Completion).
+FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_use",
+    "refusal": "content_filter",
+}
 
 
 class AnthropicModel:
@@ -75,6 +83,7 @@ class AnthropicModel:
                 break
             if block.type == "text":
                 text += block.text
+        stop = getattr(message, "stop_reason", None)
         cache_read = usage.cache_read_input_tokens or 0
         cache_write = usage.cache_creation_input_tokens or 0
         return Completion(
@@ -85,4 +94,5 @@ class AnthropicModel:
             output_tokens=usage.output_tokens,
             cache_read_tokens=cache_read,
             cache_write_tokens=cache_write,
+            finish_reason=FINISH.get(stop, stop or ""),
         )

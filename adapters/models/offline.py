@@ -78,12 +78,14 @@ class OfflineModel:
             "slow_update": lambda r: self._reply(modes.slow_update(r.hints), "Guidance:"),
             "meta_skill": lambda r: self._reply(modes.meta_skill(r.hints), "Memory:"),
             "consolidate": lambda r: self._reply(modes.consolidate(r.hints), "Notes:"),
-            "doctor": lambda _: "OK",
+            "doctor": lambda r: '{"ok": true}' if r.json_schema else "OK",
+            "judge": self._judge,
         }.get(request.purpose)
         if handler is None:
             raise AdapterError(f"offline model: no behaviour for purpose {request.purpose!r}")
         prompt = request.system + "".join(m.content for m in request.messages)
-        if request.role == "optimizer" and self._u("unusable", prompt) < self.opts["unusable_rate"]:
+        unusable = self._u("unusable", prompt) < self.opts["unusable_rate"]
+        if request.role != "target" and unusable:  # an optimizer's or a judge's reply
             text = "I have looked at the trajectories and would tighten the rules a little."
         else:
             text = handler(request)
@@ -108,6 +110,19 @@ class OfflineModel:
         if self._u("slip", request.system, user) < self.slip_probability(request.system):
             return answer.swapcase() if answer.swapcase() != answer else answer + "."
         return answer
+
+    def _judge(self, request: ChatRequest) -> str:
+        """As a judge: token F1 of the reply against the expected answer, a pass from 0.5."""
+        got = re.findall(r"\w+", str(request.hints.get("reply", "")).lower())
+        want = re.findall(r"\w+", str(request.hints.get("expected", "")).lower())
+        common = sum(min(got.count(w), want.count(w)) for w in set(got))
+        f1 = 0.0 if not common else 2 * common / (len(got) + len(want))
+        verdict = {
+            "score": round(f1, 3),
+            "pass": f1 >= 0.5,
+            "reason": f"{common} of the expected answer's words are in the reply",
+        }
+        return self._reply(verdict, "Verdict:")
 
     # -- optimizer -----------------------------------------------------------------------------
 

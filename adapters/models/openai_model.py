@@ -10,6 +10,14 @@ from typing import Any
 from skillopt.adapters.models.remote import MalformedResponse, api_key, options_for, with_retries
 from skillopt.adapters.protocol import AdapterError, ChatRequest, Completion, RoleSettings
 
+# The provider's words for why a reply ended, in ours (ChatModel protocol: Completion).
+FINISH = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_use",
+    "content_filter": "content_filter",
+}
+
 
 class OpenAIModel:
     def __init__(self, settings: RoleSettings) -> None:
@@ -82,4 +90,5 @@ class OpenAIModel:
             input_tokens=usage.prompt_tokens if usage else 0,  # cached tokens included
             output_tokens=usage.completion_tokens if usage else 0,
             cache_read_tokens=(getattr(details, "cached_tokens", 0) or 0) if details else 0,
+            finish_reason=FINISH.get(choices[0].finish_reason, choices[0].finish_reason or ""),
         )

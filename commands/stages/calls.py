@@ -20,6 +20,7 @@ from skillopt.machine.optimizer.replies import ReplyError
 from skillopt.machine.stages.protocol import Answer, Asking, Decision, StageGen, drive
 
 T = TypeVar("T")
+DEFAULT_MAX_TOKENS = 4096  # an optimizer reply, when models.optimizer.max_tokens is unset
 
 
 def _ask(
@@ -40,7 +41,7 @@ def _ask(
         messages=messages,
         purpose=purpose,
         hints=hints,
-        max_tokens=role.max_tokens,
+        max_tokens=role.max_tokens or DEFAULT_MAX_TOKENS,
         temperature=role.temperature,
         json_schema=schema,
     )

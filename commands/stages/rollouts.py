@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 
 from skillopt.adapters.protocol import Item, RolloutResult
-from skillopt.commands.context import StageContext
+from skillopt.commands.context import StageContext, env_roles
 from skillopt.commands.stages import Batch, HandlerGen
 from skillopt.commands.stages.calls import decide
 from skillopt.commands.stages.concurrency import ordered_map
@@ -35,12 +35,17 @@ def roll(
     is rolled past it. Were one ever (a horizon is a bound), its result would be dropped."""
     skill = ctx.text(skill_hash)
     workers = ctx.config.train.workers
+    judged = "judge" in env_roles(ctx.env)
 
     def one(unit: tuple[int, Item]) -> tuple[int, Item, RolloutResult, list[str]]:
         batch, item = unit
         name = f"{batch}/{item.id}" if phase == "train" else f"{item.id}@{skill_hash[:12]}"
         model = ctx.model_for("target", step, f"rollout:{phase}", name)
-        return batch, item, ctx.env.rollout(item, skill, model), model.call_ids
+        if not judged:
+            return batch, item, ctx.env.rollout(item, skill, model), model.call_ids
+        judge = ctx.model_for("judge", step, f"judge:{phase}", name)
+        result = ctx.env.rollout(item, skill, model, judge=judge)  # type: ignore[call-arg]
+        return batch, item, result, model.call_ids + judge.call_ids
 
     label = f"{phase} rollout" + (f" (step {step})" if step else "")
     with ctx.progress.task(label, len(units)) as bar:
@@ -87,6 +92,13 @@ def _scored(
             input=result.input_tokens,
             output=result.output_tokens,
             cached=result.cached_tokens,
+        ),
+        judge_tokens=None
+        if not any(result.judge_tokens)
+        else ev.Tokens(
+            input=result.judge_tokens[0],
+            output=result.judge_tokens[1],
+            cached=result.judge_tokens[2],
         ),
         call_ids=call_ids,
     )

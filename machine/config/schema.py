@@ -24,19 +24,21 @@ class _Section(BaseModel):
 
 
 class TrainConfig(_Section):
-    num_epochs: int = Field(default=4, ge=1)
-    batch_size: int = Field(default=40, ge=1)
-    accumulation: int = Field(default=1, ge=1)
+    num_epochs: int = Field(default=4, ge=1, le=1000)
+    batch_size: int = Field(default=40, ge=1, le=100_000)
+    accumulation: int = Field(default=1, ge=1, le=1000)
     seed: int = 42
-    train_size: int = Field(default=0, ge=0, description="0 = the size of the train split")
-    workers: int = Field(default=8, ge=1, description="concurrent rollouts")
+    train_size: int = Field(
+        default=0, ge=0, le=10_000_000, description="0 = the size of the train split"
+    )
+    workers: int = Field(default=8, ge=1, le=1024, description="concurrent rollouts")
 
 
 class GradientConfig(_Section):
-    minibatch_size: int = Field(default=8, ge=1)
-    merge_batch_size: int = Field(default=8, ge=2)
+    minibatch_size: int = Field(default=8, ge=1, le=10_000)
+    merge_batch_size: int = Field(default=8, ge=2, le=10_000)
     failure_only: bool = False
-    workers: int = Field(default=8, ge=1, description="concurrent reflection calls")
+    workers: int = Field(default=8, ge=1, le=1024, description="concurrent reflection calls")
 
 
 def _alias(table: dict[str, str], what: str) -> Any:
@@ -95,8 +97,10 @@ PAIR_POLICIES = {
 
 
 class OptimizerConfig(_Section):
-    learning_rate: int = Field(default=4, ge=1, description="max edits per step and per minibatch")
-    min_learning_rate: int = Field(default=2, ge=0)
+    learning_rate: int = Field(
+        default=4, ge=1, le=10_000, description="max edits per step and per minibatch"
+    )
+    min_learning_rate: int = Field(default=2, ge=0, le=10_000)
     lr_scheduler: Literal["constant", "linear", "cosine"] = "cosine"
     lr_control_mode: Literal["fixed", "autonomous", "none"] = Field(
         default="fixed", description="fixed: the schedule; autonomous: an optimizer call; none"
@@ -108,7 +112,7 @@ class OptimizerConfig(_Section):
         default=True, description="show earlier steps of the epoch to reflection/budget/rewrite"
     )
     use_slow_update: bool = True
-    slow_update_samples: int = Field(default=20, ge=1)
+    slow_update_samples: int = Field(default=20, ge=1, le=100_000)
     slow_update_gate_with_selection: bool = False
     longitudinal_pair_policy: Literal["mixed", "changed", "unchanged"] = "mixed"
     use_meta_skill: bool = True
@@ -150,8 +154,12 @@ class EvaluationConfig(_Section):
     use_gate: bool = True
     gate_metric: Literal["hard", "soft", "mixed"] = "hard"
     gate_mixed_weight: float = Field(default=0.5, ge=0.0, le=1.0)
-    sel_env_num: int = Field(default=0, ge=0, description="0 = the whole selection split")
-    test_env_num: int = Field(default=0, ge=0, description="0 = the whole test split")
+    sel_env_num: int = Field(
+        default=0, ge=0, le=10_000_000, description="0 = the whole selection split"
+    )
+    test_env_num: int = Field(
+        default=0, ge=0, le=10_000_000, description="0 = the whole test split"
+    )
     min_selection_items: int = Field(
         default=20, ge=0, description="init warns when the selection split is smaller"
     )
@@ -250,14 +258,26 @@ class RoleConfig(_Section):
     )
     api_version: str | None = Field(default=None, description="Azure OpenAI api-version")
     temperature: float | None = Field(default=None, ge=0.0, description="None: provider default")
-    max_tokens: int = Field(default=4096, ge=1)
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="reply limit of every call of the role; unset: the environment's own for "
+        "target calls, 4096 for the optimizer's and the judge's",
+    )
     reasoning_effort: str | None = None
-    timeout_s: float = Field(default=120.0, gt=0)
-    max_attempts: int = Field(default=4, ge=1, description="attempts per call, retries included")
-    max_concurrency: int = Field(default=8, ge=1, description="in-flight calls per endpoint")
+    timeout_s: float = Field(default=120.0, gt=0, le=86_400)
+    max_attempts: int = Field(
+        default=4, ge=1, le=100, description="attempts per call, retries included"
+    )
+    max_concurrency: int = Field(
+        default=8, ge=1, le=1024, description="in-flight calls per endpoint"
+    )
     requests_per_minute: float | None = Field(default=None, gt=0, description="per endpoint")
     retry_base_s: float = Field(default=0.5, ge=0, description="first backoff; doubles, jittered")
-    retry_deadline_s: float = Field(default=600.0, gt=0, description="give up a call after this")
+    retry_deadline_s: float = Field(
+        default=600.0, gt=0, le=86_400, description="give up a call after this"
+    )
     prices: Prices | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -280,6 +300,9 @@ class RoleConfig(_Section):
 class ModelsConfig(_Section):
     target: RoleConfig = RoleConfig()
     optimizer: RoleConfig = RoleConfig()
+    judge: RoleConfig | None = Field(
+        default=None, description="the model of `judge` scorers (the task environment)"
+    )
 
 
 class BudgetConfig(_Section):
@@ -287,7 +310,12 @@ class BudgetConfig(_Section):
     max_tokens: int | None = Field(default=None, ge=0, description="token limit, all roles")
 
 
+CONFIG_VERSION = 2  # 2: models.<role>.max_tokens reaches the target's and the judge's calls
+
+
 class SkilloptConfig(_Section):
+    # What the recorded settings mean: a run recorded by an older skillopt keeps its meaning.
+    config_version: int = Field(default=CONFIG_VERSION, ge=1, le=CONFIG_VERSION)
     train: TrainConfig = TrainConfig()
     gradient: GradientConfig = GradientConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
@@ -299,8 +327,9 @@ class SkilloptConfig(_Section):
     @model_validator(mode="after")
     def _prices_for_a_cost_budget(self) -> SkilloptConfig:
         if self.budget.max_usd is not None:
-            for role in ("target", "optimizer"):
-                if getattr(self.models, role).prices is None:
+            for role in ("target", "optimizer", "judge"):
+                settings = getattr(self.models, role)
+                if settings is not None and settings.prices is None:
                     raise ValueError(f"budget.max_usd needs models.{role}.prices")
         return self
 
@@ -321,6 +350,8 @@ LEGACY: dict[str, Any] = {
     "optimizer.use_slow_update": False,
     "optimizer.use_meta_skill": False,
     "optimizer.max_unusable_steps": None,  # all-unusable steps were no_patches; no stop
+    "models.judge": None,  # no judge role
+    "config_version": 1,  # before 2, a role's max_tokens reached only the optimizer's calls
 }
 
 

@@ -162,7 +162,14 @@ class RolloutScored(Event):
     trajectory_hash: str
     feedback: dict[str, Any] = Field(default_factory=dict)
     tokens: Tokens = Tokens()
-    call_ids: list[str] = Field(default_factory=list)  # the target calls of this rollout
+    call_ids: list[str] = Field(default_factory=list)  # the target (and judge) calls
+    judge_tokens: Tokens | None = None  # a judge scorer's calls (the task environment)
+
+    def payload(self) -> dict[str, Any]:
+        out = super().payload()
+        if self.judge_tokens is None:  # a rollout without a judge records what it always did
+            del out["judge_tokens"]
+        return out
 
 
 @register

@@ -148,6 +148,7 @@ class TrainerState:
     completed: RunCompleted | None = None
     last_failure: StageFailed | None = None  # cleared by any later progress
     fork_seq: int | None = None  # a fork: the last seq copied from its origin
+    fork_origin: Mapping[str, Any] | None = None  # a fork: its origin (run_name, run_id, seq)
     last_stop: BudgetExhausted | None = None  # the latest budget stop, until anything else
     budget_set: bool = False  # budget.set overrides the config's limits
     budget_usd: float | None = None
@@ -161,6 +162,7 @@ class TrainerState:
     tokens: Mapping[str, tuple[int, int, int, int]] = field(default_factory=dict)
     unusable: Mapping[str, int] = field(default_factory=dict)  # stage -> replies unusable twice
     unusable_streak: int = 0  # steps in a row skipped as reflection_unusable
+    judge_unusable_streak: int = 0  # steps in a row whose judge replies were all unusable
     warnings: tuple[str, ...] = ()  # what init warned about (run.created)
 
     @property

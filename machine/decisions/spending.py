@@ -9,10 +9,17 @@ from skillopt.machine.core.state import TrainerState
 def stage_cost(
     state: TrainerState, stage: str, tokens_in: int, tokens_out: int, cached: int = 0
 ) -> float | None:
-    """Cost of a stage's tokens at its role's prices (rollouts: target; the rest: optimizer);
-    cached input at the cached price (the input price when none is set)."""
-    role = state.cfg.models.target if stage.startswith("rollout") else state.cfg.models.optimizer
-    return token_cost(role.prices, tokens_in, tokens_out, cached)
+    """Cost of a stage's tokens at its role's prices (role_of); cached input at the cached
+    price (the input price when none is set)."""
+    role = getattr(state.cfg.models, role_of(stage))
+    return token_cost(role.prices if role is not None else None, tokens_in, tokens_out, cached)
+
+
+def role_of(stage: str) -> str:
+    """Rollouts are the target's, judge calls the judge's, everything else the optimizer's."""
+    if stage.startswith("rollout"):
+        return "target"
+    return "judge" if stage.startswith("judge") else "optimizer"
 
 
 def token_cost(prices: Prices | None, tokens_in: int, tokens_out: int, cached: int) -> float | None:
@@ -56,8 +63,7 @@ def by_role(state: TrainerState) -> dict[str, dict[str, float | int | None]]:
     """Tokens and cost per role (rollouts are the target's, the rest the optimizer's)."""
     out: dict[str, dict[str, float | int | None]] = {}
     for stage, (calls, tokens_in, tokens_out, cached) in sorted(state.tokens.items()):
-        role = "target" if stage.startswith("rollout") else "optimizer"
-        row = out.setdefault(role, {"calls": 0, "tokens": 0, "cost": 0.0})
+        row = out.setdefault(role_of(stage), {"calls": 0, "tokens": 0, "cost": 0.0})
         cost = stage_cost(state, stage, tokens_in, tokens_out, cached)
         row["calls"] = int(row["calls"] or 0) + calls
         row["tokens"] = int(row["tokens"] or 0) + tokens_in + tokens_out

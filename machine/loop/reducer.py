@@ -18,6 +18,7 @@ from skillopt.machine.core.state import (
     unit_key,
 )
 from skillopt.machine.core.values import PMap, maker, replace
+from skillopt.machine.decisions.health import judge_unusable
 from skillopt.machine.decisions.scoring import aggregate, effects
 
 Handler = Callable[[TrainerState, Any], TrainerState]
@@ -119,13 +120,14 @@ def _run_created(s: TrainerState, e: ev.RunCreated) -> TrainerState:
         warnings=tuple(e.warnings),
         best_hash=e.initial_skill_hash,
         fork_seq=e.forked_from.seq if e.forked_from else None,
+        fork_origin=e.forked_from.model_dump() if e.forked_from else None,
     )
 
 
 @on(ev.SettingsChanged)
 def _settings_changed(s: TrainerState, e: ev.SettingsChanged) -> TrainerState:
     config = recorded_config(e.config)
-    s = replace(s, config=config, config_data=e.config, unusable_streak=0)  # new settings, new try
+    s = replace(s, config=config, config_data=e.config, unusable_streak=0, judge_unusable_streak=0)
     if s.dataset is not None:  # the number of epochs may have changed
         total = s.dataset.steps_per_epoch * config.train.num_epochs
         s = replace(s, dataset=s.dataset.model_copy(update={"total_steps": total}))
@@ -165,11 +167,16 @@ def _rollout_scored(s: TrainerState, e: ev.RolloutScored, bump: bool = False) ->
     rollouts = s.rollouts if isinstance(s.rollouts, PMap) else PMap(s.rollouts)
     stage = _ROLLOUT_STAGES.get(phase) or f"rollout:{phase}"
     n, i, o, c = s.tokens.get(stage, (0, 0, 0, 0))
+    counts = {**s.tokens, stage: (n + 1, i + tokens.input, o + tokens.output, c + tokens.cached)}
+    if e.judge_tokens is not None:  # the judge's calls: a role, and a stage, of their own
+        j = e.judge_tokens
+        n, i, o, c = counts.get(f"judge:{phase}", (0, 0, 0, 0))
+        counts[f"judge:{phase}"] = (n + 1, i + j.input, o + j.output, c + j.cached)
     return replace(
         s,
         seq=seq,
         rollouts=rollouts.set(key, {**rollouts.get(key, {}), unit: score}),
-        tokens={**s.tokens, stage: (n + 1, i + tokens.input, o + tokens.output, c + tokens.cached)},
+        tokens=counts,
     )
 
 
@@ -311,8 +318,9 @@ def _step_completed(s: TrainerState, e: ev.StepCompleted) -> TrainerState:
         best_score=e.best_score,
         best_step=e.best_step,
         best_origin=f"step {e.best_step}" if best_changed else s.best_origin,
-        # steps in a row whose reflections were all unusable (the run stops at a limit)
+        # steps in a row whose reflections (or judge replies) were all unusable: a run stops
         unusable_streak=s.unusable_streak + 1 if e.action == "skip_reflection_unusable" else 0,
+        judge_unusable_streak=s.judge_unusable_streak + 1 if judge_unusable(s, e.step) else 0,
     )
     return _start_step(s, e.step + 1)
 

@@ -1,4 +1,5 @@
-"""`skillopt bench closed-loop`: the closed-loop benchmark of the seed, on the ledger.
+"""The closed-loop benchmark of the seed, on the ledger (its command: `skillopt bench
+closed-loop`, commands/cli/bench.py).
 
 Every task runs with the target model of each config (no optimization): generate, run in the
 sandbox, classify, repair up to the retry cap (adapters/environments/closed_loop.py). The bench is a run of
@@ -12,51 +13,37 @@ again under its name resumes where it stopped and pays for no recorded call twic
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from skillopt.adapters.protocol import AdapterError, ChatModel, DataSource, Item
 from skillopt.commands.errors import InputError, RunFailed
+from skillopt.commands.files import read_text
 
 if TYPE_CHECKING:  # imported when a bench runs: `skillopt --help` stays quick
     from skillopt.adapters.environments.closed_loop import ClosedLoopEnvironment, Episode
-    from skillopt.ledger.store import Ledger, StoredEvent
+    from skillopt.ledger.events import StoredEvent
+    from skillopt.ledger.ledger import Ledger
     from skillopt.machine.config.schema import SkilloptConfig
-    from skillopt.machine.core.events import BenchCompleted, BenchStarted, BenchTask
+    from skillopt.machine.core.events import BenchArm, BenchCompleted, BenchStarted, BenchTask
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = ROOT / "examples" / "closed_loop.yaml"
 SPLITS = ("train", "selection", "test")
 EXCERPT = 2000  # stdout / stderr kept per attempt (the sandbox caps what it captures)
-
-bench_app = typer.Typer(
-    help="Benchmarks: run tasks with the target model of one or more configs, no optimization; "
-    "every attempt is recorded in the ledger as a run of kind bench.",
-    no_args_is_help=True,
-)
+# The packaged default config's label: the one its copy, examples/closed_loop.yaml, gets from
+# its file name, so that reports of the default bench read as before.
+DEFAULT_LABEL = "closed_loop"
 
 
-def _cli_errors(fn: F) -> F:
-    """The CLI's error mapping (one line, exit 2 / 1), imported when called: skillopt.commands.cli
-    imports this module to register it."""
+def default_config() -> Path:
+    """The config benched without --config: shipped inside the package, next to the initial
+    skill it names, so an installed skillopt needs no repository (the tasks ship there too)."""
+    from importlib import resources
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from skillopt.commands.cli import cli_errors
-
-        return cli_errors(fn)(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+    return Path(str(resources.files("skillopt.skills").joinpath("closed_loop", "bench.yaml")))
 
 
 @dataclass
@@ -76,88 +63,94 @@ def _excerpt(text: str) -> str:
     return text if len(text) <= EXCERPT else text[:EXCERPT] + f"... [{len(text) - EXCERPT} more]"
 
 
-def _read_text(path: Path, what: str) -> str:
-    if not path.is_file():
-        raise InputError(f"{what} {path} not found")
-    try:
-        return path.read_text("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
-
-
-def _source(env_config: Any) -> DataSource | None:
-    if env_config.split_dir is None and env_config.data_path is None:
+def _task_source(tasks: Path | None) -> DataSource | None:
+    """--tasks: a split directory, or one file of tasks (all of them in the train split)."""
+    if tasks is None:
         return None
-    return DataSource(
-        env_config.split_dir, env_config.data_path, env_config.ratio(), env_config.split_seed
-    )
+    tasks = tasks.resolve()
+    if tasks.is_dir():
+        return DataSource(split_dir=str(tasks))
+    if tasks.is_file():
+        return DataSource(data_path=str(tasks), split_ratio=(1.0, 0.0, 0.0), split_seed=0)
+    raise InputError(f"--tasks {tasks}: not found")
 
 
-def _load_arms(
+def load_arms(
     paths: list[Path], overrides: list[str], skill_file: Path | None, tasks: Path | None
 ) -> tuple[list[Arm], DataSource | None]:
     """Configs, their environments (all on the task source of the first config, or --tasks),
     their skills; every problem is an InputError naming the file."""
-    from skillopt.adapters.environments.closed_loop import ClosedLoopEnvironment
-    from skillopt.commands.config_files import load_config
-    from skillopt.machine.config.schema import ConfigError, validate_config
-    from skillopt.machine.core.canonical import sha256_text
+    from skillopt.commands.config_files import data_source
 
-    source: DataSource | None = None
-    if tasks is not None:
-        tasks = tasks.resolve()
-        if tasks.is_dir():
-            source = DataSource(split_dir=str(tasks))
-        elif tasks.is_file():
-            source = DataSource(data_path=str(tasks), split_ratio=(1.0, 0.0, 0.0), split_seed=0)
-        else:
-            raise InputError(f"--tasks {tasks}: not found")
-    skill_text = _read_text(skill_file, "--skill file") if skill_file is not None else None
+    source = _task_source(tasks)
+    skill_text = read_text(skill_file, "--skill file") if skill_file is not None else None
     arms: list[Arm] = []
     labels: set[str] = set()
     for path in paths:
-        loaded = load_config(path, overrides)
-        for line in loaded.warnings:
-            sys.stderr.write(f"warning: {path}: {line}\n")
-        config, data = loaded.config, dict(loaded.data)
-        if config.env.name != "closed_loop":
-            raise InputError(
-                f"{path}: env.name is {config.env.name!r}; bench closed-loop needs a "
-                "closed_loop config (its models.target is what runs)"
-            )
-        env_data = dict(data["env"])
-        for key in ("split_dir", "data_path"):  # relative to the config file, recorded absolute
-            if env_data.get(key) is not None:
-                env_data[key] = str((path.parent / env_data[key]).resolve())
-        data["env"] = env_data
-        try:
-            config = validate_config(data)
-        except ConfigError as exc:
-            raise InputError(f"{path}: {exc}") from None
+        config, data = _closed_loop_config(path, overrides)
         if not arms and source is None:
-            source = _source(config.env)
+            source = data_source(config.env)
         if skill_text is None:
-            skill = _read_text(
-                (path.parent / config.env.skill_init).resolve(), f"{path}: env.skill_init:"
-            )
+            skill_path = (path.parent / config.env.skill_init).resolve()
+            skill = read_text(skill_path, f"{path}: env.skill_init:")
         else:
             skill = skill_text
-        try:
-            env = ClosedLoopEnvironment(config.env.options, source)
-        except AdapterError as exc:  # an option names its config; a bad row names its file
-            raise InputError(
-                f"{path}: {exc}" if str(exc).startswith("env.") else str(exc)
-            ) from None
-        label, n = path.stem, 2
-        while label in labels:
-            label, n = f"{path.stem}-{n}", n + 1
-        labels.add(label)
-        digest = sha256_text(path.read_text("utf-8"))
-        arms.append(Arm(label, path, config, data, digest, env, skill))
+        arms.append(_arm(path, config, data, skill, source, labels))
     return arms, source
 
 
-def _plan_items(
+def _closed_loop_config(path: Path, overrides: list[str]) -> tuple[SkilloptConfig, dict[str, Any]]:
+    """The config at `path`, its data paths made absolute (relative to the file, as `init`
+    records them), checked to be a closed_loop one."""
+    from skillopt.commands.config_files import load_config
+    from skillopt.machine.config.schema import ConfigError, validate_config
+
+    loaded = load_config(path, overrides)
+    for line in loaded.warnings:
+        sys.stderr.write(f"warning: {path}: {line}\n")
+    config, data = loaded.config, dict(loaded.data)
+    if config.env.name != "closed_loop":
+        raise InputError(
+            f"{path}: env.name is {config.env.name!r}; bench closed-loop needs a "
+            "closed_loop config (its models.target is what runs)"
+        )
+    env_data = dict(data["env"])
+    for key in ("split_dir", "data_path"):  # relative to the config file, recorded absolute
+        if env_data.get(key) is not None:
+            env_data[key] = str((path.parent / env_data[key]).resolve())
+    data["env"] = env_data
+    try:
+        return validate_config(data), data
+    except ConfigError as exc:
+        raise InputError(f"{path}: {exc}") from None
+
+
+def _arm(
+    path: Path,
+    config: SkilloptConfig,
+    data: dict[str, Any],
+    skill: str,
+    source: DataSource | None,
+    labels: set[str],
+) -> Arm:
+    """One arm; its label is the config file's stem, numbered when another arm has it."""
+    from skillopt.adapters.environments.closed_loop import ClosedLoopEnvironment
+    from skillopt.machine.core.canonical import sha256_text
+
+    try:
+        env = ClosedLoopEnvironment(config.env.options, source)
+    except AdapterError as exc:  # an option names its config; a bad row names its file
+        raise InputError(f"{path}: {exc}" if str(exc).startswith("env.") else str(exc)) from None
+    stem = DEFAULT_LABEL if path == default_config() else path.stem
+    label, n = stem, 2
+    while label in labels:
+        label, n = f"{stem}-{n}", n + 1
+    labels.add(label)
+    digest = sha256_text(path.read_text("utf-8"))
+    return Arm(label, path, config, data, digest, env, skill)
+
+
+def plan_items(
     arm: Arm, tasks: Path | None, splits: list[str], wanted: list[str]
 ) -> tuple[list[Item], dict[str, Any]]:
     """The tasks of the plan in order, and where they came from."""
@@ -216,182 +209,30 @@ def _attempt_records(episode: Episode, call_ids: list[str]) -> tuple[list[Any], 
     return records, texts
 
 
-@bench_app.command("closed-loop")
-@_cli_errors
-def closed_loop(
-    tasks: Annotated[
-        Path | None,
-        typer.Option(
-            "--tasks",
-            help="A JSON/JSONL file of tasks {id, description, expected_output, task_type, "
-            "language?} (or a split directory); default: the first config's task set (the "
-            "shipped one).",
-        ),
-    ] = None,
-    config: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--config",
-            help="A closed_loop config; its models.target runs (repeatable: one column per "
-            "config). Default: examples/closed_loop.yaml (the offline model).",
-        ),
-    ] = None,
-    retry_cap: Annotated[
-        int | None, typer.Option("--retry-cap", help="Attempts per task (env.options.retry_cap).")
-    ] = None,
-    task: Annotated[
-        list[str] | None, typer.Option("--task", help="Only this task id (repeatable).")
-    ] = None,
-    split: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--split", help="Only this split of the task set: train, selection, test (repeatable)."
-        ),
-    ] = None,
-    limit: Annotated[
-        int | None,
-        typer.Option(
-            "--limit",
-            help="Work on the first N tasks of the plan only; the bench stays open and the same "
-            "command without --limit finishes it.",
-        ),
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="List tasks and expected outputs; call no model.")
-    ] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print the JSON report.")] = False,
-    output: Annotated[
-        Path | None,
-        typer.Option("-o", "--output", help="Write NAME.json and NAME.md into this directory."),
-    ] = None,
-    skill: Annotated[
-        Path | None,
-        typer.Option(
-            "--skill",
-            help="The skill every config's target reads (e.g. from `skillopt skill export best "
-            "-o best.md`); default: each config's env.skill_init.",
-        ),
-    ] = None,
-    db: Annotated[
-        str,
-        typer.Option("--db", envvar="SKILLOPT_DB", help="Ledger: a SQLite path or SQLAlchemy URL."),
-    ] = "skillopt.db",
-    name: Annotated[
-        str | None,
-        typer.Option(
-            "--name",
-            help="Run name; an existing bench of that name resumes (recorded tasks are not run "
-            "again). Default: derived from the plan, so the same command resumes.",
-        ),
-    ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a key of every config: --set key.path=value."),
-    ] = None,
-) -> None:
-    """Run closed-loop code tasks with the target model of each config and report the seed's
-    per-task economics (tokens, repair tokens by turn, attempts, wall time, outcome) and
-    `K/N runs succeeded`. Every attempt is recorded in the ledger (a run of kind bench)."""
-    from skillopt.machine.reports.bench import render_task_list
-
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit {limit}: must be >= 1")
-    if retry_cap is not None and retry_cap < 1:
-        raise InputError(f"--retry-cap {retry_cap}: must be >= 1")
-    splits = list(dict.fromkeys(split or SPLITS))
-    bad = [s for s in splits if s not in SPLITS]
-    if bad:
-        raise InputError(f"--split {bad[0]}: unknown split (known: {', '.join(SPLITS)})")
-    if split and tasks is not None and tasks.is_file():
-        raise InputError("--split applies to a task set with splits, not to a --tasks file")
-    if output is not None and not output.parent.is_dir():
-        raise InputError(f"-o {output}: directory {output.parent} does not exist")
-    if output is not None and output.exists() and not output.is_dir():
-        raise InputError(f"-o {output}: not a directory")
-    paths = list(config or [])
-    if not paths:
-        if not DEFAULT_CONFIG.is_file():
-            raise InputError(f"no --config given and {DEFAULT_CONFIG} is not there; pass --config")
-        paths = [DEFAULT_CONFIG]
-    overrides = list(set_ or [])
-    if retry_cap is not None:
-        overrides.append(f"env.options.retry_cap={retry_cap}")
-    arms, _ = _load_arms(paths, overrides, skill, tasks)
-    plan, source = _plan_items(arms[0], tasks, splits, list(dict.fromkeys(task or [])))
-    if dry_run:
-        rows = [
-            {
-                "id": i.id,
-                "task_type": i.task_type,
-                "description": i.data["description"],
-                "expected_output": i.data["expected_output"],
-            }
-            for i in plan[:limit]
-        ]
-        if json_:
-            _emit_json(rows)
-        else:
-            sys.stdout.write(render_task_list(rows))
-        return
-    try:
-        _run_bench(arms, plan, source, limit, json_, output, db, name)
-    except KeyboardInterrupt:
-        sys.stderr.write(
-            "interrupted: every task recorded so far is kept; the same command (with --name) "
-            "continues\n"
-        )
-        raise typer.Exit(130) from None
-
-
-def _emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
-
-
-def _run_bench(
+def run_bench(
     arms: list[Arm],
     plan: list[Item],
     source: dict[str, Any],
     limit: int | None,
-    json_: bool,
-    output: Path | None,
     db: str,
     name: str | None,
-) -> None:
-    from skillopt.commands.context import fingerprint
-    from skillopt.ledger.store import Ledger
+) -> dict[str, Any]:
+    """Record the plan (or find the bench that has it), run what is not recorded yet (the
+    first `limit` tasks only, if given) and return the bench's report data."""
+    from skillopt.commands.version import skillopt_version
+    from skillopt.ledger.ledger import Ledger
     from skillopt.machine.core.canonical import canonical_json, sha256_text
-    from skillopt.machine.core.events import BenchArm, BenchStarted
+    from skillopt.machine.core.events import BenchStarted
 
-    records = []
-    for arm in arms:
-        by_id = {i.id: i for s in SPLITS for i in arm.env.items(s)}  # type: ignore[arg-type]
-        missing = [i.id for i in plan if i.id not in by_id]
-        if missing:
-            raise InputError(
-                f"{arm.path}: task {missing[0]} is not in this config's environment "
-                "(env.options.task_types?)"
-            )
-        target = arm.config.models.target
-        records.append(
-            BenchArm(
-                label=arm.label,
-                config=arm.data,
-                config_sha256=arm.config_sha256,
-                backend=target.backend,
-                model=target.model,
-                skill_hash=sha256_text(arm.skill),
-                retry_cap=arm.env.retry_cap,
-                fingerprint=fingerprint([by_id[i.id] for i in plan]),
-            )
-        )
     planned = BenchStarted(
         run_name="",
         env="closed_loop",
-        arms=records,
+        arms=[_arm_record(arm, plan) for arm in arms],
         task_ids=[i.id for i in plan],
         source=source,
-        skillopt_version=_version(),
+        skillopt_version=skillopt_version(),
     )
+    # The name derives from the plan alone, so that the same command resumes the same bench.
     identity = planned.model_dump(exclude={"run_name", "skillopt_version"}, mode="json")
     name = name or "bench-" + sha256_text(canonical_json(identity))[:10]
     planned = planned.model_copy(update={"run_name": name})
@@ -399,9 +240,35 @@ def _run_bench(
     try:
         run_id = _open_or_create(ledger, name, planned, identity, arms)
         _work(ledger, run_id, arms, plan, limit)
-        _report(ledger, run_id, json_, output)
+        return bench_report(ledger, run_id)
     finally:
         ledger.close()
+
+
+def _arm_record(arm: Arm, plan: list[Item]) -> BenchArm:
+    """What bench.started records of an arm; every task of the plan must be in its env."""
+    from skillopt.commands.context import fingerprint
+    from skillopt.machine.core.canonical import sha256_text
+    from skillopt.machine.core.events import BenchArm
+
+    by_id = {i.id: i for s in SPLITS for i in arm.env.items(s)}  # type: ignore[arg-type]
+    missing = [i.id for i in plan if i.id not in by_id]
+    if missing:
+        raise InputError(
+            f"{arm.path}: task {missing[0]} is not in this config's environment "
+            "(env.options.task_types?)"
+        )
+    target = arm.config.models.target
+    return BenchArm(
+        label=arm.label,
+        config=arm.data,
+        config_sha256=arm.config_sha256,
+        backend=target.backend,
+        model=target.model,
+        skill_hash=sha256_text(arm.skill),
+        retry_cap=arm.env.retry_cap,
+        fingerprint=fingerprint([by_id[i.id] for i in plan]),
+    )
 
 
 def _open_or_create(
@@ -439,7 +306,7 @@ def _recorded(
     ledger: Ledger, run_id: str
 ) -> tuple[BenchStarted, list[BenchTask], BenchCompleted | None, list[StoredEvent]]:
     """(bench.started, bench.task events, bench.completed or None, every stored event)."""
-    from skillopt.ledger.store import CorruptEvent
+    from skillopt.ledger.errors import CorruptEvent
     from skillopt.machine.core.events import BenchCompleted, BenchStarted, BenchTask
 
     stored = ledger.read(run_id)
@@ -459,7 +326,7 @@ def _work(
     from skillopt.commands.clock import utc_now
     from skillopt.commands.context import role_settings
     from skillopt.commands.journal import JournaledModel
-    from skillopt.ledger.store import ConflictError
+    from skillopt.ledger.errors import ConflictError
     from skillopt.machine.core.events import BenchCompleted, BenchTask
     from skillopt.machine.reports.bench import plan_keys, totals
 
@@ -550,31 +417,3 @@ def bench_phase(ledger: Ledger, run_id: str) -> tuple[int, str]:
 
     started, tasks, completed, stored = _recorded(ledger, run_id)
     return len(stored), status(started, tasks, completed)
-
-
-def _report(ledger: Ledger, run_id: str, json_: bool, output: Path | None) -> None:
-    from skillopt.machine.reports.bench import render_markdown
-
-    data = bench_report(ledger, run_id)
-    text = json.dumps(data, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
-    markdown = render_markdown(data)
-    if output is not None:
-        output.mkdir(exist_ok=True)
-        (output / f"{data['run']}.json").write_text(text, "utf-8")
-        (output / f"{data['run']}.md").write_text(markdown, "utf-8")
-        sys.stderr.write(f"wrote {output / data['run']}.json and .md\n")
-        if not json_:
-            print(data["summary"])
-    if json_:
-        sys.stdout.write(text)
-    elif output is None:
-        sys.stdout.write(markdown)
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("skillopt")
-    except PackageNotFoundError:
-        return "0+unknown"

@@ -1,0 +1,284 @@
+"""Commands that check or maintain a ledger and its setup: verify, doctor, db upgrade, db
+refresh-status."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from skillopt.commands.cli.common import (
+    DEFAULT_DB,
+    DbOpt,
+    JsonOpt,
+    RunOpt,
+    cli_errors,
+    emit_json,
+    open_ledger,
+    open_run,
+)
+from skillopt.commands.errors import CheckFailed
+from skillopt.ledger.errors import CorruptEvent
+from skillopt.ledger.urls import masked_url, scrub
+
+
+@cli_errors
+def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
+    """Check the schema version, every run's hash chain and that every stored text (blob)
+    hashes to its key; exit 1 naming the first bad event or blob."""
+    from skillopt.ledger.database import head_revision
+
+    ledger = open_ledger(db)
+    revision = ledger.schema_revision()
+    results = [_check_run(ledger, row) for row in ledger.runs()]
+    first_bad = next(
+        (f"run {r['run']}: seq {r['seq']}: {r['problem']}" for r in results if not r["ok"]), None
+    )
+    n_blobs, bad_blobs = ledger.check_blobs()
+    if bad_blobs and first_bad is None:
+        first_bad = f"blob {bad_blobs[0][:12]}: its text does not hash to its key (tampered?)"
+    if revision != head_revision() and first_bad is None:
+        first_bad = f"schema revision {revision} is not {head_revision()}"
+    if json_:
+        emit_json(
+            {
+                "schema": revision,
+                "ok": first_bad is None,
+                "runs": results,
+                "blobs": {"count": n_blobs, "bad": bad_blobs},
+            }
+        )
+    else:
+        for r in results:
+            print(
+                f"{r['run']}: {r['events'] or 0} events, "
+                + ("ok" if r["ok"] else f"BAD at seq {r['seq']}: {r['problem']}")
+            )
+        print(f"blobs: {n_blobs}, " + (f"{len(bad_blobs)} BAD" if bad_blobs else "ok"))
+    if first_bad:
+        raise CheckFailed(first_bad)
+
+
+def _check_run(ledger: Any, row: Any) -> dict[str, Any]:
+    """One run's verdict: its hash chain, its payloads as written, and a training run's
+    stored status view; the first problem found, by seq."""
+    from skillopt.ledger.events import check_chain
+
+    events: int | None = None
+    try:
+        stored = ledger.read(row.id)
+        events, problem = len(stored), check_chain(stored)
+    except CorruptEvent as exc:  # a stored event that is not text or not JSON
+        problem = (exc.seq, exc.problem)
+    if problem is None and (seq := ledger.noncanonical_payload(row.id)) is not None:
+        problem = (seq, "payload is not the text that was written (its value is; tampered?)")
+    view = "none"
+    if problem is None and row.kind == "train":
+        view, problem = _check_status_view(ledger, row.id, stored)
+    return {
+        "run": row.name,
+        "events": events,
+        "ok": problem is None,
+        "seq": problem[0] if problem else None,
+        "problem": problem[1] if problem else None,
+        "status_view": view,
+    }
+
+
+def _check_status_view(
+    ledger: Any, run_id: str, stored: list[Any]
+) -> tuple[str, tuple[int, str] | None]:
+    """(ok | stale | none, problem): the run's stored status view must be what its events up
+    to the view's seq fold to, byte for byte. One of another format is stale: never shown."""
+    from skillopt.commands.runner import fold, status_of
+    from skillopt.ledger.events import check_chain
+    from skillopt.machine.reports.status_format import STATUS_FORMAT
+
+    row = ledger.status_view(run_id)
+    if row is None:
+        return "none", None
+    if row.format != STATUS_FORMAT:
+        return "stale", None
+    if row.seq > len(stored):  # appended since `stored` was read: events only ever grow
+        stored = ledger.read(run_id, until=row.seq)
+        if (problem := check_chain(stored)) is not None:
+            return "bad", problem
+    if not 1 <= row.seq <= len(stored) or stored[row.seq - 1].hash != row.hash:
+        return "bad", (row.seq, "the status view is keyed by an event this run does not have")
+    try:
+        expected = status_of(fold(stored[: row.seq])).json
+    except CorruptEvent as exc:
+        return "bad", (exc.seq, exc.problem)
+    if row.view != expected:
+        return "bad", (
+            row.seq,
+            "the stored status view differs from what the events fold to (tampered?); "
+            "`skillopt db refresh-status` writes it anew",
+        )
+    return "ok", None
+
+
+@cli_errors
+def doctor(
+    config_path: Annotated[
+        Path | None, typer.Argument(metavar="[CONFIG]", help="A config file; else --db/--run.")
+    ] = None,
+    db: DbOpt = DEFAULT_DB,
+    run: RunOpt = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Check what a run needs before paying for one: per role (target, optimizer, judge) one
+    tiny plain request, and for the roles that must answer in JSON (optimizer, judge) one
+    structured-output request that must come back as valid JSON of the requested schema; with
+    a CONFIG, also load its dataset and show the split sizes. Exit 1 naming the role and the
+    fix when something does not work."""
+    from skillopt.commands.runner import load_state
+
+    if config_path is not None:
+        from skillopt.commands.api import resolve_data_paths
+        from skillopt.commands.config_files import load_config
+
+        loaded = load_config(config_path, [])
+        config, _ = resolve_data_paths(loaded.data, config_path)  # data relative to the file
+        for line in loaded.warnings:
+            sys.stderr.write(f"warning: {line}\n")
+    else:
+        ledger, row = open_run(db, run)
+        config = load_state(ledger, row.id).cfg
+    roles = ("target", "optimizer") + (("judge",) if config.models.judge else ())
+    results = [_probe(config, role) for role in roles]
+    sizes = _dataset_sizes(config) if config_path is not None and not json_ else None
+    if json_:
+        emit_json(results)
+    else:
+        for r in results:
+            where = f"{r['backend']} {r['model']}" + (
+                f" at {r['base_url']}" if r["base_url"] else ""
+            )
+            verdict = (
+                f"ok ({r['latency_ms']} ms, served by {r['served_by']})"
+                if r["ok"]
+                else f"FAILED: {r['error']}"
+            )
+            print(f"{r['role']:<9} {where}: {verdict}")
+        if sizes is not None:
+            print("dataset   " + ", ".join(f"{n} {split}" for split, n in sizes.items()) + " items")
+    if not all(r["ok"] for r in results):
+        raise CheckFailed("a model role does not work; see above")
+
+
+def _dataset_sizes(config: Any) -> dict[str, int]:
+    """The items per split the config's environment gives (as `init` would record them)."""
+    from skillopt.commands.context import build_adapters, split_items
+
+    env, _, _ = build_adapters(config)
+    return {split: len(rows) for split, rows in split_items(env, config).items()}
+
+
+PROBE_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+
+def _structured(model: Any, role: str, settings: Any) -> str:
+    """'' when the role answers a structured-output request with JSON of the schema, else
+    what is wrong and the likely fix."""
+    from skillopt.adapters.protocol import ChatRequest, Message
+    from skillopt.machine.decisions.health import likely_cause
+    from skillopt.machine.optimizer.replies import ReplyError, extract_json_object
+
+    ask = 'Reply with the JSON object {"ok": true} and nothing else.'
+    request = ChatRequest(
+        role,  # type: ignore[arg-type]
+        "You are a health check.",
+        (Message("user", ask),),
+        "doctor",
+        max_tokens=64,
+        json_schema=PROBE_SCHEMA,
+    )
+    reply = model.complete(request)
+    try:
+        value = extract_json_object(reply.text)
+    except ReplyError as exc:
+        structured = bool(settings.options.get("structured_output", True))
+        cause = likely_cause(str(exc), [reply.output_tokens], 64, structured, role)
+        return f"structured output: {exc} (reply {reply.text[:40]!r}); {cause}"
+    if value.get("ok") is not True:
+        return f'structured output: the reply is JSON but not {{"ok": true}}: {reply.text[:60]!r}'
+    return ""
+
+
+def _probe(config: Any, role: str) -> dict[str, Any]:
+    """One tiny request to the role's model: ok and its reply, or the provider's error."""
+    import time
+
+    from skillopt.adapters.protocol import AdapterError, ChatRequest, Message
+    from skillopt.adapters.registry import make_model
+    from skillopt.commands.context import role_settings
+
+    settings = role_settings(config, role)
+    entry: dict[str, Any] = {
+        "role": role,
+        "backend": settings.backend,
+        "model": settings.model,
+        "base_url": settings.base_url and masked_url(settings.base_url),  # never a password
+        "ok": False,
+    }
+    start = time.monotonic()
+    try:
+        model = make_model(settings)
+        problem = _structured(model, role, settings) if role != "target" else ""
+        reply = model.complete(
+            ChatRequest(
+                role,
+                "You are a health check.",  # type: ignore[arg-type]
+                (Message("user", "Reply with the word OK."),),
+                "doctor",
+                max_tokens=16,
+            )
+        )
+        entry |= {"ok": not problem, "reply": reply.text[:40], "served_by": reply.model}
+        entry |= {"structured": role != "target", **({"error": problem} if problem else {})}
+    except (AdapterError, Exception) as exc:  # every failure is the answer here
+        entry["error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        entry["error"] = scrub(entry["error"], settings.base_url or "")
+    entry["latency_ms"] = int((time.monotonic() - start) * 1000)
+    return entry
+
+
+@cli_errors
+def db_refresh_status(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt = False) -> None:
+    """Fold training runs (all, or --run) and store each one's status view as of its last
+    event, so that `skillopt status` answers without folding. `run` keeps it current by
+    itself; this is for ledgers written before skillopt stored views."""
+    from skillopt.commands.runner import load_state, status_of
+    from skillopt.ledger.errors import ConflictError
+
+    if run is not None:
+        ledger, row = open_run(db, run)
+        rows = [row]
+    else:
+        ledger = open_ledger(db)
+        rows = [r for r in ledger.runs() if r.kind == "train"]
+    done = []
+    for row in rows:
+        state = load_state(ledger, row.id)
+        try:
+            ledger.put_status(row.id, state.seq, status_of(state))
+            done.append({"run": row.name, "seq": state.seq, "skipped": None})
+        except ConflictError:  # a writer appended meanwhile, and stored the view it describes
+            why = "another process is appending to it (and storing its view)"
+            done.append({"run": row.name, "seq": None, "skipped": why})
+    if json_:
+        emit_json(done)
+    else:
+        for r in done:
+            said = f"skipped: {r['skipped']}" if r["skipped"] else f"as of seq {r['seq']}"
+            print(f"{r['run']}: status view {said}")
+
+
+@cli_errors
+def db_upgrade(db: DbOpt = DEFAULT_DB) -> None:
+    """Upgrade the ledger schema to this skillopt's version (opening a ledger also does it)."""
+    ledger = open_ledger(db)
+    print(f"{ledger.location}: schema revision {ledger.schema_revision()}")

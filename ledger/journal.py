@@ -1,0 +1,72 @@
+"""The LLM call journal (table llm_calls): every model call, answered or failed, committed
+before its caller goes on, so that a resumed run pays for no answered call twice
+(commands/journal.py is the model wrapper that writes it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from skillopt.ledger.blobs import insert_blobs
+from skillopt.ledger.database import Database, insert_new
+from skillopt.ledger.tables import CallRow
+from skillopt.machine.core.canonical import sha256_text
+
+
+class Journal:
+    """The LLM call journal of a ledger (table llm_calls)."""
+
+    def __init__(self, ledger: Database) -> None:
+        self.ledger = ledger
+        self.engine = ledger.engine
+
+    def answer(self, call_key: str) -> CallRow | None:
+        """The completed call with this key, if one was recorded."""
+        query = sa.select(CallRow).where(CallRow.call_key == call_key, CallRow.status == "ok")
+        with self.engine.connect() as conn:
+            row = conn.execute(query.limit(1)).first()
+        return CallRow(**row._mapping) if row else None
+
+    def record(self, row: CallRow, texts: Iterable[str] = ()) -> None:
+        """Commit one call (an answer, or a failed attempt) before the caller goes on, with
+        the texts it refers to (request, reply) in the same transaction."""
+        with self.ledger.writing() as conn:
+            insert_blobs(conn, {sha256_text(t): t for t in texts})
+            new = insert_new(conn, CallRow, ["id"])  # skips a row whose id is stored
+            if row.status == "failed":  # failed attempts of one key are numbered
+                n = conn.execute(
+                    sa.select(sa.func.count()).where(CallRow.call_key == row.call_key)
+                ).scalar_one()
+                base = row.id
+                if new is None or not conn.dialect.insert_returning:
+                    row.id = f"{base}-f{n}"
+                    conn.execute(sa.insert(CallRow), [row.model_dump()])
+                    return
+                # Another writer of this run may have numbered an attempt n meanwhile: the
+                # next free number then (a skipped row returns no id).
+                numbered = new.returning(CallRow.id)
+                while (
+                    conn.execute(numbered, row.model_dump() | {"id": f"{base}-f{n}"}).first()
+                    is None
+                ):
+                    n += 1
+                row.id = f"{base}-f{n}"
+            elif new is not None:  # another writer of this run answered this call first: kept
+                conn.execute(new, row.model_dump())
+            elif not conn.execute(sa.select(CallRow.id).where(CallRow.id == row.id)).first():
+                conn.execute(sa.insert(CallRow), [row.model_dump()])
+
+    def calls(self, run_id: str, stage: str | None = None) -> list[CallRow]:
+        query = sa.select(CallRow).where(CallRow.run_id == run_id)
+        if stage is not None:
+            query = query.where(CallRow.stage == stage)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        # by code point, as SQLite sorts text, whatever a server's collation says
+        return sorted((CallRow(**r._mapping) for r in rows), key=lambda c: (c.recorded_at, c.id))
+
+    def find(self, prefix: str) -> list[CallRow]:
+        query = sa.select(CallRow).where(CallRow.id.startswith(prefix)).limit(5)
+        with self.engine.connect() as conn:
+            return [CallRow(**r._mapping) for r in conn.execute(query).all()]
