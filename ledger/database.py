@@ -239,7 +239,14 @@ class Database:
                             f"(it has tables {', '.join(sorted(tables))} but no schema version)"
                         )
                     return None
-                return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+                revision = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+                if revision is None and tables - {"alembic_version"}:
+                    raise LedgerError(
+                        f"{self.location} has skillopt's tables but no schema revision (its "
+                        "alembic_version table is empty): it was damaged; restore it from a "
+                        "backup"
+                    )
+                return revision
         except sa.exc.DatabaseError as exc:
             raise LedgerError(
                 f"{self.location} is not a skillopt ledger ({self._detail(exc)})"
@@ -280,7 +287,13 @@ class Database:
                     if revision is None
                     else f"upgrade ledger {self.location} from schema revision {revision}"
                 )
-                raise LedgerError(f"cannot {what}: {self._detail(exc)}") from None
+                hint = ""
+                if revision is not None and "already exists" in str(exc):
+                    hint = (
+                        f"; its tables are not those of revision {revision} (a damaged or "
+                        "hand-edited ledger): restore it from a backup"
+                    )
+                raise LedgerError(f"cannot {what}: {self._detail(exc)}{hint}") from None
 
     def upgrade(self, revision: str = "head") -> None:
         if self.engine.dialect.name == "sqlite":

@@ -56,8 +56,8 @@ def stored_status(db: str, ref: str | None, format_: int) -> dict[str, Any] | No
 
 
 def _read(conn: sqlite3.Connection, ref: str | None, format_: int) -> dict[str, Any] | None:
-    (revision,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-    if revision != head_of_files():
+    found_revision = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    if found_revision is None or found_revision[0] != head_of_files():  # the full path says why
         return None
     runs = conn.execute("SELECT id, name, kind FROM runs ORDER BY created_at, name").fetchall()
     if ref is None:
