@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from skillopt.ledger.blobs import insert_blobs
 from skillopt.ledger.database import Database, insert_new
-from skillopt.ledger.tables import CallRow
+from skillopt.ledger.tables import BlobRow, CallRow
 from skillopt.machine.core.canonical import sha256_text
 
 
@@ -65,6 +65,24 @@ class Journal:
             rows = conn.execute(query).all()
         # by code point, as SQLite sorts text, whatever a server's collation says
         return sorted((CallRow(**r._mapping) for r in rows), key=lambda c: (c.recorded_at, c.id))
+
+    def all_rows(self) -> list[CallRow]:
+        """Every journaled call of the ledger (verify reads them against the events)."""
+        with self.engine.connect() as conn:
+            return [CallRow(**r._mapping) for r in conn.execute(sa.select(CallRow)).all()]
+
+    def missing_blobs(self) -> list[str]:
+        """Ids of calls whose request or reply text is not among the stored texts."""
+        found: list[str] = []
+        with self.engine.connect() as conn:
+            for column in (CallRow.request_blob, CallRow.response_blob):
+                query = (
+                    sa.select(CallRow.id)
+                    .outerjoin(BlobRow, BlobRow.hash == column)
+                    .where(column.is_not(None), BlobRow.hash.is_(None))
+                )
+                found += [r[0] for r in conn.execute(query).all()]
+        return sorted(found)
 
     def find(self, prefix: str) -> list[CallRow]:
         query = sa.select(CallRow).where(CallRow.id.startswith(prefix)).limit(5)

@@ -162,3 +162,13 @@ def copy_into_old_schema(source_db: Path, old: Path, revision: str) -> None:
     ledger.create_run(run.id, run.name, json.loads(run.config), run.created_at, stored[0].event())
     ledger.append(run.id, 1, [e.event() for e in stored[1:]], [e.recorded_at for e in stored[1:]])
     ledger.close()
+    with sqlite3.connect(old) as conn:  # the call journal too, in the columns that schema has
+        conn.execute("ATTACH DATABASE ? AS source", (str(source_db),))
+        columns = [r[1] for r in conn.execute("PRAGMA main.table_info(llm_calls)")]
+        if columns:
+            names = ", ".join(columns)
+            conn.execute(
+                f"INSERT INTO main.llm_calls ({names}) SELECT {names} FROM source.llm_calls "
+                "WHERE run_id = ?",
+                (run.id,),
+            )

@@ -4,6 +4,7 @@ refresh-status."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,16 +27,25 @@ from skillopt.ledger.urls import masked_url, scrub
 
 @cli_errors
 def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
-    """Check the schema version, every run's hash chain and that every stored text (blob)
-    hashes to its key; exit 1 naming the first bad event or blob."""
+    """Check the database's own integrity (SQLite), the schema version, every run's hash
+    chain and kind, that every payload is the text written, every stored status view, that
+    the call journal holds every call the events name as they name it (reply, tokens), and
+    that every stored text (blob) hashes to its key and none that a call names is missing;
+    exit 1 naming the first problem."""
     from skillopt.ledger.database import head_revision
 
     ledger = open_ledger(db)
     revision = ledger.schema_revision()
-    results = [_check_run(ledger, row) for row in ledger.runs()]
-    first_bad = next(
+    integrity = _integrity(ledger)
+    rows, journal_problem = _journal_rows(ledger)
+    results = [_check_run(ledger, row, rows) for row in ledger.runs()]
+    first_bad = integrity or journal_problem
+    first_bad = first_bad or next(
         (f"run {r['run']}: seq {r['seq']}: {r['problem']}" for r in results if not r["ok"]), None
     )
+    missing = _missing_call_texts(ledger) if journal_problem is None else []
+    if missing and first_bad is None:
+        first_bad = f"call {missing[0]}: its request or reply text is missing from the blobs"
     n_blobs, bad_blobs = ledger.check_blobs()
     if bad_blobs and first_bad is None:
         first_bad = f"blob {bad_blobs[0][:12]}: its text does not hash to its key (tampered?)"
@@ -61,10 +71,55 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
         raise CheckFailed(first_bad)
 
 
-def _check_run(ledger: Any, row: Any) -> dict[str, Any]:
-    """One run's verdict: its hash chain, its payloads as written, and a training run's
-    stored status view; the first problem found, by seq."""
+def _integrity(ledger: Any) -> str | None:
+    """SQLite's own check of its pages and indexes (a row an index disagrees with...)."""
+    if ledger.engine.dialect.name != "sqlite":
+        return None
+    with ledger.engine.connect() as conn:
+        found = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
+    return None if found == ["ok"] else f"database integrity: {found[0]}"
+
+
+@dataclass
+class _Journal:
+    rows: dict[str, Any]  # call id -> JournalRow
+    runs: set[str]  # runs with at least one journaled call
+
+
+def _journal_rows(ledger: Any) -> tuple[_Journal, str | None]:
+    """Every journaled call by id, as the check against the events reads them."""
+    from sqlalchemy.exc import DBAPIError
+
+    from skillopt.ledger.journal import Journal
+    from skillopt.machine.verify.journal import JournalRow
+
+    try:
+        calls = Journal(ledger).all_rows()
+    except DBAPIError:  # e.g. a byte that is not UTF-8 in a text column
+        return _Journal({}, set()), "call journal: a row holds bytes that are not text (tampered?)"
+    rows = {
+        c.id: JournalRow(
+            c.status, c.role, c.response_blob, (c.tokens_in, c.tokens_out, c.cache_read)
+        )
+        for c in calls
+    }
+    return _Journal(rows, {c.run_id for c in calls}), None
+
+
+def _missing_call_texts(ledger: Any) -> list[str]:
+    from skillopt.ledger.journal import Journal
+
+    return Journal(ledger).missing_blobs()
+
+
+FIRST_EVENT = {"train": "run.created", "bench": "bench.started"}
+
+
+def _check_run(ledger: Any, row: Any, journal: _Journal) -> dict[str, Any]:
+    """One run's verdict: its hash chain, its kind, its payloads as written, a training
+    run's stored status view and its calls in the journal; the first problem, by seq."""
     from skillopt.ledger.events import check_chain
+    from skillopt.machine.verify.journal import check_journal
 
     events: int | None = None
     try:
@@ -72,8 +127,17 @@ def _check_run(ledger: Any, row: Any) -> dict[str, Any]:
         events, problem = len(stored), check_chain(stored)
     except CorruptEvent as exc:  # a stored event that is not text or not JSON
         problem = (exc.seq, exc.problem)
+    if problem is None and stored and stored[0].type != FIRST_EVENT.get(row.kind):
+        problem = (1, f"the run is of kind {row.kind!r} but starts with {stored[0].type}")
     if problem is None and (seq := ledger.noncanonical_payload(row.id)) is not None:
         problem = (seq, "payload is not the text that was written (its value is; tampered?)")
+    # A run without a single journaled call predates the journal (schema 0001) or never ran a
+    # stage: its events are checked against the journal once it has one.
+    if problem is None and row.kind == "train" and row.id in journal.runs:
+        try:
+            problem = check_journal([(e.seq, e.event()) for e in stored], journal.rows)
+        except CorruptEvent as exc:
+            problem = (exc.seq, exc.problem)
     view = "none"
     if problem is None and row.kind == "train":
         view, problem = _check_status_view(ledger, row.id, stored)

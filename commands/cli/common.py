@@ -82,6 +82,16 @@ def cli_errors(fn: F) -> F:
                 "interrupted: every event recorded so far is kept; `skillopt run` continues\n"
             )
             raise typer.Exit(130) from None
+        except Exception as exc:
+            if not type(exc).__module__.startswith("sqlalchemy."):
+                raise
+            # A database that cannot be read as the schema says (bytes that are not text, a
+            # damaged page): one line, never a traceback; verify says where.
+            detail = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
+            sys.stderr.write(
+                f"failed: the ledger could not be read ({detail}); `skillopt verify` checks it\n"
+            )
+            raise typer.Exit(1) from None
         finally:
             while _opened:
                 _opened.pop().close()
