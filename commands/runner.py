@@ -132,6 +132,11 @@ def paused_gc() -> Iterator[None]:
 def make_context(
     ledger: Ledger, run_id: str, state: TrainerState, progress: Progress, clock: Clock = utc_now
 ) -> StageContext:
+    if ledger.read_only:  # before any model is called: its answer could not be recorded
+        raise LedgerWriteError(
+            f"ledger {ledger.location} is read-only here (its file, directory or mount cannot "
+            "be written): a run needs to append to it; nothing was called or recorded"
+        )
     config = state.cfg
     env, target, optimizer = build_adapters(config)
     items = split_items(env, config)

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from skillopt.ledger.errors import LedgerError, LedgerWriteError
 from skillopt.ledger.schema_files import MIGRATIONS, head_of_files
+from skillopt.ledger.sqlite_files import read_only_access, writable
 from skillopt.ledger.urls import masked_url, scrub
 
 if TYPE_CHECKING:
@@ -161,6 +162,10 @@ class Database:
         self._given = location  # as given, password and all: for scrub() only, never shown
         self.location = masked_url(location)  # how messages name it: a URL's password masked
         self.opened = False  # until open() has checked the schema
+        # A SQLite ledger this process cannot write (file, directory or mount) is opened
+        # read-only: read commands work, a write is refused up front (see writing()).
+        self.read_only = False
+        self.read_only_note: str | None = None  # what a read-only open cannot see, if any
         # The process's writers (rollout threads, the runner) take turns here; between them,
         # SQLite's busy handler would sleep in steps of up to 100 ms. Other processes still
         # wait on SQLite's own lock (busy timeout).
@@ -170,12 +175,20 @@ class Database:
     def open(cls, db: str, *, create: bool = False) -> Self:
         url = database_url(db)
         shown = masked_url(db)
+        read_only, read_only_note = False, None
         if url.startswith("sqlite:///"):
             path = Path(url.removeprefix("sqlite:///"))
             if not path.parent.is_dir():
                 raise LedgerError(f"--db {shown}: directory {path.parent} does not exist")
             if not create and not path.exists():
                 raise LedgerError(f"no ledger at {shown} (create one with `skillopt init`)")
+            if not create and "?" not in url and path.is_file() and not writable(path):
+                access = read_only_access(path, shown)
+                url, read_only, read_only_note = (
+                    f"sqlite:///{access.uri}&uri=true",
+                    True,
+                    access.note,
+                )
         try:
             engine = sa.create_engine(url)
         except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
@@ -195,6 +208,8 @@ class Database:
             sa.event.listen(engine, "begin", _begin)
             sa.event.listen(engine, "handle_error", _refused_writes(shown))
         ledger = cls(engine, db)
+        ledger.read_only = read_only
+        ledger.read_only_note = read_only_note
         if engine.dialect.name != "sqlite":
             sa.event.listen(engine, "handle_error", _server_refusals(ledger))
         try:
@@ -214,6 +229,11 @@ class Database:
         """One write transaction. This process's writers take turns (write_lock); on SQLite
         it takes the database's write lock as it begins (BEGIN IMMEDIATE, see _begin), so a
         writer of another process is waited for there (busy timeout), not found midway."""
+        if self.read_only:
+            raise LedgerWriteError(
+                f"ledger {self.location} is read-only here (its file, directory or mount "
+                "cannot be written); nothing of this write was recorded"
+            )
         with self.write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(skillopt_writer=True)
             with conn.begin():
@@ -267,6 +287,13 @@ class Database:
             )
         if revision is not None and revision == head_of_files():
             return  # up to date
+        if self.read_only and revision is not None:
+            raise LedgerError(
+                f"{self.location} has schema revision {revision}, older than this skillopt's "
+                f"{head_revision()}, and is read-only here: upgrade it where it is writable "
+                f"(`skillopt db upgrade --db {self.location}`), or read it with the skillopt "
+                "that wrote it"
+            )
         from alembic.script import ScriptDirectory
 
         script = ScriptDirectory.from_config(_alembic_config())

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from pathlib import Path
 from typing import Any
 
 from skillopt.ledger.schema_files import head_of_files
+from skillopt.ledger.sqlite_files import read_only_access, sqlite_path, writable
 
 _LAST_EVENT_AND_VIEW = """
 SELECT v.seq, v.hash, v.format, v.view, e.seq, e.hash
@@ -25,15 +25,6 @@ WHERE v.run_id = :run
 """
 
 
-def sqlite_path(db: str) -> Path | None:
-    """The file of a SQLite ledger (`--db` as a path or a sqlite:/// URL), else None."""
-    if "://" not in db:
-        return Path(db)
-    if db.startswith("sqlite:///") and not any(c in db for c in "?%"):  # no query, no escapes
-        return Path(db.removeprefix("sqlite:///"))
-    return None
-
-
 def stored_status(db: str, ref: str | None, format_: int) -> dict[str, Any] | None:
     """The status view of run `ref` (None: the most recent training run) if one is stored for
     its last event in format `format_`; None when that is not certain."""
@@ -41,9 +32,14 @@ def stored_status(db: str, ref: str | None, format_: int) -> dict[str, Any] | No
     if path is None or not path.is_file():
         return None
     try:
-        # mode=rw: never create a file; a read-only one is left to the full path's message.
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True)
-    except sqlite3.Error:
+        if writable(path):  # mode=rw: never create a file
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True)
+        else:  # a read-only file, directory or mount
+            access = read_only_access(path, str(path))
+            if access.note is not None:  # not all of it is readable: the full path says so
+                return None
+            conn = sqlite3.connect(access.uri, uri=True)
+    except (sqlite3.Error, OSError):
         return None
     try:
         conn.isolation_level = None

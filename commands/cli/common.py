@@ -105,6 +105,8 @@ def open_ledger(db: str, create: bool = False) -> Any:
 
     ledger = Ledger.open(db, create=create)
     _opened.append(ledger)
+    if ledger.read_only_note is not None:  # a read-only open that cannot see everything
+        sys.stderr.write(f"note: {ledger.read_only_note}\n")
     return ledger
 
 

@@ -196,12 +196,31 @@ def status(
 
     view = None if fold else stored_status(db, run, STATUS_FORMAT)
     if view is None:
-        from skillopt.commands.runner import load_state, status_of
+        from skillopt.commands.runner import fold as fold_events
+        from skillopt.commands.runner import status_of
 
         ledger, row = open_run(db, run)
+        stored = ledger.read(row.id)
+        state = fold_events(stored)
+        if ledger.read_only and not fold and stored:
+            _say_if_view_stale(ledger, row, stored[-1].seq, stored[-1].hash, STATUS_FORMAT)
         # printed as a stored view reads back, so that both ways print the same bytes
-        view = json.loads(status_of(load_state(ledger, row.id)).json)
+        view = json.loads(status_of(state).json)
     emit_json(view) if json_ else print_status(view)
+
+
+def _say_if_view_stale(ledger: Any, row: Any, seq: int, hash_: str, format_: int) -> None:
+    """On a ledger this process cannot write, a status view that does not describe the run's
+    last event stays so (status folds instead, and cannot store the new view): say so once."""
+    stored = ledger.status_view(row.id)
+    if stored is not None and (stored.seq, stored.hash, stored.format) == (seq, hash_, format_):
+        return
+    what = "no status view" if stored is None else f"a status view of seq {stored.seq}"
+    sys.stderr.write(
+        f"note: run {row.name} has {what}, and ledger {ledger.location} is read-only here: "
+        f"status folded its {seq} events instead (`skillopt db refresh-status` where it is "
+        "writable stores a current view)\n"
+    )
 
 
 @cli_errors
