@@ -58,6 +58,11 @@ class Blobs(Database):
                     bad.append(key)
         return n, bad
 
+    def blob_keys(self) -> set[str]:
+        """The key of every stored text."""
+        with self.engine.connect() as conn:
+            return set(conn.execute(sa.select(BlobRow.hash)).scalars())
+
     def get_blobs(self, hashes: Iterable[str]) -> dict[str, str]:
         wanted = list(set(hashes))
         out: dict[str, str] = {}

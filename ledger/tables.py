@@ -65,6 +65,7 @@ class CallRow(SQLModel, table=True):
     error_message: str | None = None
     recorded_at: str
     finish_reason: str | None = None  # why the reply ended, as the provider said (0005)
+    digest: str | None = None  # of the row's other fields, as written (0006; ledger/journal.py)
 
 
 class TimingRow(SQLModel, table=True):

@@ -96,3 +96,75 @@ def test_a_tampered_journal_or_run_row_is_named_by_verify(
     for command in (["calls", "--json"], ["status"], ["report", "--json"], ["runs"]):
         other = cli(*command, "--db", str(db))
         assert "Traceback" not in other.err and len(other.err.strip().splitlines()) <= 1
+
+
+def _with_failed_attempts(source: Path, db: Path) -> str:
+    """A copy of `source` with a call that failed twice (a provider overloaded, the stage then
+    failed), journaled by the real writer; the call's id (the attempts are ID-f0, ID-f1)."""
+    from skillopt.ledger.journal import Journal
+    from skillopt.ledger.ledger import Ledger
+
+    shutil.copy(source, db)
+    ledger = Ledger.open(str(db))
+    try:
+        journal = Journal(ledger)
+        with sqlite3.connect(db) as conn:
+            answered = journal.find(_named_calls(conn)[0])[0]
+        for attempt in range(2):
+            failed = answered.model_copy(
+                update={
+                    "status": "failed",
+                    "response_blob": None,
+                    "error_class": "APIStatusError",
+                    "error_message": f"attempt {attempt + 1}: HTTP 529 overloaded",
+                    "digest": None,
+                    "id": "c0ffee" + answered.id[6:],
+                    "call_key": "0ffee" + answered.call_key[5:],
+                }
+            )
+            journal.record(failed)
+    finally:
+        ledger.close()
+    return "c0ffee" + answered.id[6:]
+
+
+def _failed_ids(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT id FROM llm_calls WHERE status = 'failed' ORDER BY id")
+        return [r[0] for r in rows]
+
+
+ROW_TAMPERS: list[tuple[str, str, str]] = [
+    # rows no event names: only their digests (and numbering) tell
+    ("edited_error", "UPDATE llm_calls SET error_message = 'ok' WHERE id = :f0", "not the row"),
+    ("failed_to_ok", "UPDATE llm_calls SET latency_ms = 1 WHERE id = :f1", "not the row"),
+    ("deleted_attempt", "DELETE FROM llm_calls WHERE id = :f0", "-f0: a failed attempt is missing"),
+    ("dropped_digest", "UPDATE llm_calls SET digest = NULL WHERE id = :f1", "has no digest"),
+]
+
+
+@pytest.mark.parametrize(("name", "sql", "named"), ROW_TAMPERS, ids=[t[0] for t in ROW_TAMPERS])
+def test_a_journal_row_no_event_names_is_checked_by_its_digest(
+    cli: Cli, small_run: Path, tmp_path: Path, name: str, sql: str, named: str
+) -> None:
+    db = tmp_path / "attempts.db"
+    base = _with_failed_attempts(small_run, db)
+    assert _failed_ids(db) == [f"{base}-f0", f"{base}-f1"]
+    assert cli("verify", "--db", str(db)).code == 0  # as written: every digest holds
+    with sqlite3.connect(db) as conn:
+        conn.execute(sql, {"f0": f"{base}-f0", "f1": f"{base}-f1"})
+    res = cli("verify", "--db", str(db))
+    assert res.code == 1 and named in res.err, res.out + res.err
+    assert len(res.err.strip().splitlines()) == 1
+
+
+def test_journal_rows_carry_digests_of_what_was_written(small_run: Path) -> None:
+    from skillopt.ledger.journal import call_digest
+    from skillopt.ledger.tables import CallRow
+
+    with sqlite3.connect(small_run) as conn:
+        conn.row_factory = sqlite3.Row
+        rows = [CallRow(**dict(r)) for r in conn.execute("SELECT * FROM llm_calls")]
+    assert rows and all(r.digest == call_digest(r) for r in rows)
+    edited = rows[0].model_copy(update={"tokens_out": rows[0].tokens_out + 1})
+    assert call_digest(edited) != rows[0].digest

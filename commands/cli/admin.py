@@ -33,6 +33,7 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
     that every stored text (blob) hashes to its key and none that a call names is missing;
     exit 1 naming the first problem."""
     from skillopt.ledger.database import head_revision
+    from skillopt.ledger.journal import check_digests
 
     ledger = open_ledger(db)
     revision = ledger.schema_revision()
@@ -43,6 +44,8 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
     first_bad = first_bad or next(
         (f"run {r['run']}: seq {r['seq']}: {r['problem']}" for r in results if not r["ok"]), None
     )
+    if first_bad is None and journal_problem is None:  # after the events': those say more
+        first_bad = check_digests(rows.calls)  # rows no event names (failed attempts) too
     missing = _missing_call_texts(ledger) if journal_problem is None else []
     if missing and first_bad is None:
         first_bad = f"call {missing[0]}: its request or reply text is missing from the blobs"
@@ -84,6 +87,8 @@ def _integrity(ledger: Any) -> str | None:
 class _Journal:
     rows: dict[str, Any]  # call id -> JournalRow
     runs: set[str]  # runs with at least one journaled call
+    calls: list[Any]  # the rows as stored (CallRow), for their digests
+    texts: set[str]  # the keys of the stored texts (blobs)
 
 
 def _journal_rows(ledger: Any) -> tuple[_Journal, str | None]:
@@ -96,14 +101,15 @@ def _journal_rows(ledger: Any) -> tuple[_Journal, str | None]:
     try:
         calls = Journal(ledger).all_rows()
     except DBAPIError:  # e.g. a byte that is not UTF-8 in a text column
-        return _Journal({}, set()), "call journal: a row holds bytes that are not text (tampered?)"
+        problem = "call journal: a row holds bytes that are not text (tampered?)"
+        return _Journal({}, set(), [], ledger.blob_keys()), problem
     rows = {
         c.id: JournalRow(
             c.status, c.role, c.response_blob, (c.tokens_in, c.tokens_out, c.cache_read)
         )
         for c in calls
     }
-    return _Journal(rows, {c.run_id for c in calls}), None
+    return _Journal(rows, {c.run_id for c in calls}, calls, ledger.blob_keys()), None
 
 
 def _missing_call_texts(ledger: Any) -> list[str]:
@@ -129,8 +135,12 @@ def _check_run(ledger: Any, row: Any, journal: _Journal) -> dict[str, Any]:
         problem = (exc.seq, exc.problem)
     if problem is None and stored and stored[0].type != FIRST_EVENT.get(row.kind):
         problem = (1, f"the run is of kind {row.kind!r} but starts with {stored[0].type}")
+    if problem is None and stored:
+        problem = _run_row_problem(row, stored)
     if problem is None and (seq := ledger.noncanonical_payload(row.id)) is not None:
         problem = (seq, "payload is not the text that was written (its value is; tampered?)")
+    if problem is None:
+        problem = _missing_event_text(stored, journal.texts)
     # A run without a single journaled call predates the journal (schema 0001) or never ran a
     # stage: its events are checked against the journal once it has one.
     if problem is None and row.kind == "train" and row.id in journal.runs:
@@ -149,6 +159,46 @@ def _check_run(ledger: Any, row: Any, journal: _Journal) -> dict[str, Any]:
         "problem": problem[1] if problem else None,
         "status_view": view,
     }
+
+
+def _run_row_problem(row: Any, stored: list[Any]) -> tuple[int, str] | None:
+    """The runs table's row against the events it stands for: its name, creation time and
+    (a training run's) config are what its first events record; a resume compares a config
+    with the row's, so an edited row would change what a run accepts."""
+    import json
+
+    from skillopt.machine.core.canonical import canonical_json
+
+    first = stored[0]
+    if row.name != first.payload.get("run_name"):
+        return (
+            1,
+            f"the runs table names the run {row.name!r}, its {first.type} {first.payload.get('run_name')!r}",
+        )
+    if row.created_at != first.recorded_at:
+        return 1, f"the runs table's created_at {row.created_at!r} is not its first event's time"
+    if row.kind == "train":
+        changed = [e for e in stored if e.type == "settings.changed"]
+        config = (changed[-1] if changed else first).payload.get("config")
+        try:
+            same = canonical_json(json.loads(row.config)) == canonical_json(config)
+        except ValueError:
+            same = False
+        if not same:
+            seq = changed[-1].seq if changed else 1
+            return seq, "the runs table's config is not the config this run recorded (tampered?)"
+    return None
+
+
+def _missing_event_text(stored: list[Any], texts: set[str]) -> tuple[int, str] | None:
+    """The first event naming a text (a `*_hash` field) that is not stored: (seq, what)."""
+    from skillopt.machine.verify.common import BY_HASH_ONLY, text_keys
+
+    for e in stored:
+        for field, key in text_keys(e.payload):
+            if key not in texts and field not in BY_HASH_ONLY.get(e.type, ()):
+                return e.seq, f"{e.type}: {field} {key[:12]} is missing from the blobs"
+    return None
 
 
 def _check_status_view(
