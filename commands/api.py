@@ -71,6 +71,20 @@ def resolve_data_paths(data: dict[str, Any], config_path: Path) -> tuple[Any, di
     return validate_config(data), data
 
 
+def refuse_recorded_secrets(data: dict[str, Any]) -> None:
+    """A config is recorded whole in its run's first event: a URL in it with a credential is
+    refused (naming the key, never the value)."""
+    from skillopt.machine.config.secrets import credential_keys
+
+    found = credential_keys(data)
+    if found:
+        raise InputError(
+            f"{found[0]}: the URL carries a credential (a password or a key), and the config "
+            "is recorded in the ledger; put the key in the environment variable named by the "
+            "role's api_key_env"
+        )
+
+
 def prepare_run(config_path: Path, name: str | None, overrides: Sequence[str]) -> Prepared:
     """Validate the config (its `_base_` files and overrides), read the initial skill and check
     the environment gives its splits; warn about splits too small to trust."""
@@ -82,6 +96,7 @@ def prepare_run(config_path: Path, name: str | None, overrides: Sequence[str]) -
 
     loaded = load_config(config_path, list(overrides))
     config, data = resolve_data_paths(loaded.data, config_path)
+    refuse_recorded_secrets(data)
     skill_path = (config_path.parent / config.env.skill_init).resolve()
     if not skill_path.is_file():
         raise InputError(f"env.skill_init: initial skill file {skill_path} not found")

@@ -24,6 +24,18 @@ class Runs(Database):
         # en_US...) may order names otherwise, and the most recent run must be the same one.
         return sorted(rows, key=lambda r: (r.created_at, r.name))
 
+    def orphans(self) -> list[tuple[str, str]]:
+        """(table, run id) of rows that name a run the runs table does not have: a run's row
+        is written with its first event, in one transaction, so one never goes alone."""
+        found: list[tuple[str, str]] = []
+        with self.engine.connect() as conn:
+            for table in ("events", "llm_calls", "status_views"):
+                query = (
+                    f"SELECT DISTINCT run_id FROM {table} WHERE run_id NOT IN (SELECT id FROM runs)"
+                )
+                found += [(table, r[0]) for r in conn.execute(sa.text(query))]
+        return sorted(found)
+
     def find_run(self, ref: str | None, kind: str | None = None) -> RunRow:
         """The run named (or with the id) `ref`; None: the most recent run (of `kind`, if given)."""
         runs = self.runs()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLE, Cli
+from tests.conftest import EXAMPLE, SMALL, Cli
 
 SKILL = EXAMPLE.parent.parent / "skills" / "sim" / "initial.md"
 BASE = f"env:\n  name: sim\n  skill_init: {SKILL}\n"
@@ -69,3 +69,34 @@ def test_nan_and_infinity_in_a_dataset_are_refused(cli: Cli, tmp_path: Path, con
     )
     res = cli("init", str(config), "--db", str(tmp_path / "x.db"))
     assert res.code == 2 and "d.jsonl line 10" in res.err and constant.strip("-") in res.err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:S3cretPW@llm.example.com/v1",
+        "https://llm.example.com/v1?api-key=S3cretPW",
+        "https://llm.example.com/v1?x=1&token=S3cretPW",
+    ],
+)
+def test_a_url_with_a_credential_is_never_recorded(cli: Cli, tmp_path: Path, url: str) -> None:
+    db = tmp_path / "runs.db"
+    key = "models.target.base_url=" + url
+    res = cli("init", str(EXAMPLE), "--db", str(db), "--set", key)
+    assert res.code == 2 and "S3cretPW" not in res.out + res.err, res.err
+    (line,) = res.err.strip().splitlines()
+    assert "models.target.base_url" in line and "credential" in line, line
+    assert not db.exists() or "S3cretPW" not in db.read_bytes().decode("latin-1")
+    # a fork cannot smuggle one in either
+    assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "ok", *SMALL).code == 0
+    forked = cli("fork", "--db", str(db), "--at", "1", "--name", "f", "--set", key)
+    assert forked.code == 2 and "S3cretPW" not in forked.out + forked.err, forked.err
+    assert "S3cretPW" not in db.read_bytes().decode("latin-1")
+
+
+def test_a_url_without_a_credential_is_kept() -> None:
+    from skillopt.machine.config.secrets import carries_credential
+
+    assert not carries_credential("https://llm.example.com:8443/v1?model=x")
+    assert not carries_credential("http://user@host/v1")  # a user name is no secret
+    assert carries_credential("postgresql://u:pw@db/x")

@@ -40,7 +40,7 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
     integrity = _integrity(ledger)
     rows, journal_problem = _journal_rows(ledger)
     results = [_check_run(ledger, row, rows) for row in ledger.runs()]
-    first_bad = integrity or journal_problem
+    first_bad = integrity or journal_problem or _orphan_problem(ledger)
     first_bad = first_bad or next(
         (f"run {r['run']}: seq {r['seq']}: {r['problem']}" for r in results if not r["ok"]), None
     )
@@ -72,6 +72,14 @@ def verify(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
         print(f"blobs: {n_blobs}, " + (f"{len(bad_blobs)} BAD" if bad_blobs else "ok"))
     if first_bad:
         raise CheckFailed(first_bad)
+
+
+def _orphan_problem(ledger: Any) -> str | None:
+    orphans = ledger.orphans()
+    if not orphans:
+        return None
+    table, run_id = orphans[0]
+    return f"table {table} holds rows of run id {run_id}, which the runs table does not have (tampered?)"
 
 
 def _integrity(ledger: Any) -> str | None:
@@ -133,6 +141,8 @@ def _check_run(ledger: Any, row: Any, journal: _Journal) -> dict[str, Any]:
         events, problem = len(stored), check_chain(stored)
     except CorruptEvent as exc:  # a stored event that is not text or not JSON
         problem = (exc.seq, exc.problem)
+    if problem is None and not stored:  # the row and its first event are written together
+        problem = (1, "the run has no events")
     if problem is None and stored and stored[0].type != FIRST_EVENT.get(row.kind):
         problem = (1, f"the run is of kind {row.kind!r} but starts with {stored[0].type}")
     if problem is None and stored:

@@ -353,8 +353,8 @@ def _call_rows(ledger: Any, run_id: str, stage: str | None) -> list[dict[str, An
     state = load_state(ledger, run_id)
     rows = []
     for c in Journal(ledger).calls(run_id, stage):
-        role = getattr(state.cfg.models, c.role)
-        ok = c.status == "ok"
+        role = getattr(state.cfg.models, c.role, None)  # None: a role no config has (tampered)
+        ok = c.status == "ok" and role is not None
         cost = token_cost(role.prices, c.tokens_in, c.tokens_out, c.cache_read) if ok else None
         rows.append(
             {

@@ -277,6 +277,7 @@ def fork(
 
 def _changed_config(old: dict[str, Any], assignments: list[str]) -> tuple[Any, dict[str, Any]]:
     """(config, its recorded data): the origin's settings with the --set assignments applied."""
+    from skillopt.commands.api import refuse_recorded_secrets
     from skillopt.machine.config.compat import canonical_assignment, redact
     from skillopt.machine.config.schema import (
         ConfigError,
@@ -293,6 +294,7 @@ def _changed_config(old: dict[str, Any], assignments: list[str]) -> tuple[Any, d
         data, hidden = redact(data)
         for where in hidden:
             sys.stderr.write(f"warning: {where}: a secret-looking value is never recorded\n")
+        refuse_recorded_secrets(data)
         config = validate_config(data)
         return config, config.model_dump(mode="json")
     except ConfigError as exc:
