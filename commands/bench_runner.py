@@ -417,6 +417,18 @@ def _open_or_create(
     return existing.id
 
 
+def recorded_plan(ledger: Ledger, run_id: str) -> BenchStarted:
+    """A bench's bench.started (its plan), read without the rest of its events."""
+    from skillopt.ledger.errors import CorruptEvent
+    from skillopt.machine.core.events import BenchStarted
+
+    first = ledger.read(run_id, 1)
+    event = first[0].event() if first else None
+    if not isinstance(event, BenchStarted):
+        raise CorruptEvent(run_id, 1, "a bench run must start with bench.started")
+    return event
+
+
 def _recorded(
     ledger: Ledger, run_id: str
 ) -> tuple[BenchStarted, list[BenchTask], BenchCompleted | None, list[StoredEvent]]:

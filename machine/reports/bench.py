@@ -34,9 +34,9 @@ from skillopt.machine.core.events import (
     BenchTask,
     BenchTotals,
 )
-from skillopt.machine.decisions.spending import token_cost
 
 Key = tuple[int, str]  # (arm, task id)
+USD_DIGITS = 9  # dollars to the nano-dollar
 
 
 def economics(task: BenchTask) -> dict[str, Any]:
@@ -72,22 +72,30 @@ def arm_language(arm: BenchArm) -> str:
     return str(language or "python").strip().lower()
 
 
+def call_usd(prices: Prices | None, tokens_in: int, tokens_out: int, cached: int) -> float | None:
+    """One call's dollars, to the nano-dollar: a bench call costs a few millionths, and the
+    trainer's rounding to millionths (token_cost) would make the per-task sums drift."""
+    if prices is None:
+        return None
+    cached_price = prices.input if prices.cached_input is None else prices.cached_input
+    fresh = max(0, tokens_in - cached)
+    raw = fresh * prices.input + cached * cached_price + tokens_out * prices.output
+    return round(raw / 1e6, USD_DIGITS)
+
+
 def task_usd(task: BenchTask, prices: Prices | None) -> float | None:
     """What the task's attempts cost at `prices` (None without prices)."""
     if prices is None:
         return None
-    costs = [
-        token_cost(prices, a.tokens.input, a.tokens.output, a.tokens.cached) or 0.0
-        for a in task.attempts
-    ]
-    return round(sum(costs), 6)
+    a = task.attempts
+    return _sum_usd([call_usd(prices, x.tokens.input, x.tokens.output, x.tokens.cached) for x in a])
 
 
 def _sum_usd(values: Sequence[float | None]) -> float | None:
     """A total in dollars; None when any part has no price (a partial sum would mislead)."""
     if not values or any(v is None for v in values):
         return None
-    return round(sum(v for v in values if v is not None), 6)
+    return round(sum(v for v in values if v is not None), USD_DIGITS)
 
 
 def totals(started: BenchStarted, tasks: Sequence[BenchTask]) -> list[BenchTotals]:
@@ -192,7 +200,7 @@ def report_data(
                 "input_tokens": a.tokens.input,
                 "output_tokens": a.tokens.output,
                 "cached_tokens": a.tokens.cached,
-                "usd": token_cost(price, a.tokens.input, a.tokens.output, a.tokens.cached),
+                "usd": call_usd(price, a.tokens.input, a.tokens.output, a.tokens.cached),
                 "same_as": a.same_as,
                 "program_hash": a.program_hash,
                 "stdout_hash": a.stdout_hash,
@@ -239,7 +247,9 @@ def report_data(
                 "model": arm.model,
                 "prices": None if prices[index] is None else prices[index].model_dump(),
                 "usd": usd,
-                "usd_per_task": None if usd is None or not mine else round(usd / len(mine), 6),
+                "usd_per_task": None
+                if usd is None or not mine
+                else round(usd / len(mine), USD_DIGITS),
                 "skill_hash": arm.skill_hash,
                 "retry_cap": arm.retry_cap,
                 "config_sha256": arm.config_sha256,
@@ -295,7 +305,7 @@ def matrix(configs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         cell["usd_per_task"] = (
             None
             if cell["usd"] is None or not cell["runs"]
-            else round(cell["usd"] / cell["runs"], 6)
+            else round(cell["usd"] / cell["runs"], USD_DIGITS)
         )
         out.append(cell)
     return out
