@@ -400,3 +400,27 @@ def test_the_seed_task_shape(cli: Cli, tmp_path: Path) -> None:
         cli("bench", "closed-loop", "--tasks", str(other), "--dry-run"),
         'an object needs a "data" or "tasks" array',
     )
+
+
+def test_a_training_run_reads_the_modules_from_its_config_folder(cli: Cli, tmp_path: Path) -> None:
+    """The same options train: skill_dir is relative to the config file and recorded absolute;
+    a missing module refuses `init` naming it."""
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    docs = skill_dir(folder)
+    config = folder / "code.yaml"
+    shipped = ROOT / "skills" / "closed_loop" / "initial.md"
+    config.write_text(
+        "train: {num_epochs: 1, batch_size: 6}\n"
+        f"env:\n  name: closed_loop\n  skill_init: {shipped}\n"
+        f"  options: {{skill_modules: [{FIFTH}], skill_dir: skills/ilo, retry_cap: 1}}\n"
+    )
+    db = tmp_path / "t.db"
+    res = cli("init", str(config), "--db", str(db), "--name", "t")
+    assert res.code == 0, res.err
+    created = cli("events", "--db", str(db), "--run", "t", "--json").json()[0]["payload"]
+    assert created["config"]["env"]["options"]["skill_dir"] == str(docs)
+    (docs / f"{FIFTH}.md").unlink()
+    one_line_error(
+        cli("init", str(config), "--db", str(db), "--name", "u"), f"module {FIFTH!r} not found"
+    )

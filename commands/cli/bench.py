@@ -102,8 +102,8 @@ def closed_loop(
     Every attempt is recorded in the ledger (a run of kind bench); a bench that cannot start
     (a bad config, a missing module or API key) records nothing.
 
-    The seed's files: --tasks bench/closed-loop/tasks.json --config ilo.yaml (copy it from
-    examples/seed_bench/) --model both."""
+    The seed bench's own files, with the configs of examples/seed_bench/ copied beside them:
+    --tasks bench/closed-loop/tasks.json --config ilo.yaml --model both"""
     from skillopt.commands.bench_runner import default_config, load_arms, plan_items, run_bench
     from skillopt.machine.config.prices import resolve_shorthands
 
