@@ -67,6 +67,10 @@ def resolve_data_paths(data: dict[str, Any], config_path: Path) -> tuple[Any, di
         if not path.exists():
             raise InputError(f"env.{key}: {path} not found")
         env[key] = str(path)
+    options = env.get("options") or {}
+    skill_dir = options.get("skill_dir")  # closed_loop's documentation modules: the same rule
+    if env.get("name") == "closed_loop" and isinstance(skill_dir, str) and skill_dir:
+        env["options"] = {**options, "skill_dir": str((config_path.parent / skill_dir).resolve())}
     data = {**data, "env": env}
     return validate_config(data), data
 

@@ -9,6 +9,11 @@ and output excerpts by blob hash, the call id), `bench.completed` the totals. Me
 times go to the `timings` table, next to the events and outside their hash chain, so the events
 of two identical benches are identical. Model calls go through the call journal: a bench run
 again under its name resumes where it stopped and pays for no recorded call twice.
+
+`--model haiku|sonnet|both` runs every config with each model of the shorthand table
+(machine/config/prices.py): one arm per config and model. Everything that can refuse a bench
+(configs, tasks, documentation modules, the models and their API keys) is checked before the
+ledger is opened, so a bench that cannot start leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +54,8 @@ def default_config() -> Path:
 
 @dataclass
 class Arm:
-    """One config of the bench: its environment, target model settings and skill."""
+    """One config of the bench (with one model, under --model): its environment, target model
+    settings and skill."""
 
     label: str
     path: Path
@@ -57,6 +64,7 @@ class Arm:
     config_sha256: str
     env: ClosedLoopEnvironment
     skill: str
+    model: ChatModel | None = None  # made before the ledger is opened (make_models)
 
 
 def _excerpt(text: str) -> str:
@@ -76,10 +84,15 @@ def _task_source(tasks: Path | None) -> DataSource | None:
 
 
 def load_arms(
-    paths: list[Path], overrides: list[str], skill_file: Path | None, tasks: Path | None
+    paths: list[Path],
+    overrides: list[str],
+    skill_file: Path | None,
+    tasks: Path | None,
+    models: list[str] | None = None,
 ) -> tuple[list[Arm], DataSource | None]:
-    """Configs, their environments (all on the task source of the first config, or --tasks),
-    their skills; every problem is an InputError naming the file."""
+    """Configs (each once per model shorthand of `models`, else with its own target), their
+    environments (all on the task source of the first config, or --tasks), their skills;
+    every problem is an InputError naming the file."""
     from skillopt.commands.config_files import data_source
 
     source = _task_source(tasks)
@@ -87,27 +100,56 @@ def load_arms(
     arms: list[Arm] = []
     labels: set[str] = set()
     for path in paths:
-        config, data = _closed_loop_config(path, overrides)
-        if not arms and source is None:
-            source = data_source(config.env)
-        if skill_text is None:
-            skill_path = (path.parent / config.env.skill_init).resolve()
-            skill = read_text(skill_path, f"{path}: env.skill_init:")
-        else:
-            skill = skill_text
-        arms.append(_arm(path, config, data, skill, source, labels))
+        env: ClosedLoopEnvironment | None = None  # one per config: its options are the same
+        for shorthand in models or [None]:
+            config, data = _closed_loop_config(path, overrides, shorthand)
+            if not arms and source is None:
+                source = data_source(config.env)
+            if skill_text is None:
+                skill_path = (path.parent / config.env.skill_init).resolve()
+                skill = read_text(skill_path, f"{path}: env.skill_init:")
+            else:
+                skill = skill_text
+            env = env or _environment(path, config, source)
+            arm = _arm(path, config, data, skill, env, labels, shorthand)
+            arms.append(arm)
     return arms, source
 
 
-def _closed_loop_config(path: Path, overrides: list[str]) -> tuple[SkilloptConfig, dict[str, Any]]:
-    """The config at `path`, its data paths made absolute (relative to the file, as `init`
-    records them), checked to be a closed_loop one."""
+def _with_shorthand(shorthand: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A config tree edit: models.target becomes the shorthand's backend and model. Settings of
+    the config's own model that would not fit another one (its backend, endpoint, key
+    variable, prices, options) go; its temperature, max tokens, timeouts and retries stay.
+    The table's prices then apply (with_table_prices) and --set applies after it."""
+    from skillopt.machine.config.prices import MODEL_SHORTHANDS
+
+    backend, model, key_env = MODEL_SHORTHANDS[shorthand]
+    dropped = ("backend", "model", "base_url", "api_key_env", "api_version", "prices")
+    dropped += ("options", "reasoning_effort")
+
+    def edit(tree: dict[str, Any]) -> dict[str, Any]:
+        models = dict(tree.get("models") or {})
+        target = models.get("target")
+        kept = {k: v for k, v in (target or {}).items() if k not in dropped}
+        models["target"] = {**kept, "backend": backend, "model": model, "api_key_env": key_env}
+        return {**tree, "models": models}
+
+    return edit
+
+
+def _closed_loop_config(
+    path: Path, overrides: list[str], shorthand: str | None = None
+) -> tuple[SkilloptConfig, dict[str, Any]]:
+    """The config at `path` (its target replaced by a model shorthand's), its data paths made
+    absolute (relative to the file, as `init` records them), checked to be a closed_loop one."""
     from skillopt.commands.config_files import load_config
     from skillopt.machine.config.schema import ConfigError, validate_config
 
-    loaded = load_config(path, overrides)
+    edit = _with_shorthand(shorthand) if shorthand is not None else None
+    loaded = load_config(path, overrides, edit)
     for line in loaded.warnings:
-        sys.stderr.write(f"warning: {path}: {line}\n")
+        if shorthand is None or "prices" not in line:  # a shorthand's prices are the table's
+            sys.stderr.write(f"warning: {path}: {line}\n")
     config, data = loaded.config, dict(loaded.data)
     if config.env.name != "closed_loop":
         raise InputError(
@@ -118,6 +160,10 @@ def _closed_loop_config(path: Path, overrides: list[str]) -> tuple[SkilloptConfi
     for key in ("split_dir", "data_path"):  # relative to the config file, recorded absolute
         if env_data.get(key) is not None:
             env_data[key] = str((path.parent / env_data[key]).resolve())
+    options = dict(env_data.get("options") or {})
+    if isinstance(options.get("skill_dir"), str) and options["skill_dir"]:  # the same
+        options["skill_dir"] = str((path.parent / options["skill_dir"]).resolve())
+        env_data["options"] = options
     data["env"] = env_data
     try:
         return validate_config(data), data
@@ -125,23 +171,37 @@ def _closed_loop_config(path: Path, overrides: list[str]) -> tuple[SkilloptConfi
         raise InputError(f"{path}: {exc}") from None
 
 
-def _arm(
-    path: Path,
-    config: SkilloptConfig,
-    data: dict[str, Any],
-    skill: str,
-    source: DataSource | None,
-    labels: set[str],
-) -> Arm:
-    """One arm; its label is the config file's stem, numbered when another arm has it."""
+def _environment(
+    path: Path, config: SkilloptConfig, source: DataSource | None
+) -> ClosedLoopEnvironment:
+    """A config's environment: its tasks read and checked, its documentation modules fetched."""
     from skillopt.adapters.environments.closed_loop import ClosedLoopEnvironment
-    from skillopt.machine.core.canonical import sha256_text
 
     try:
         env = ClosedLoopEnvironment(config.env.options, source)
     except AdapterError as exc:  # an option names its config; a bad row names its file
         raise InputError(f"{path}: {exc}" if str(exc).startswith("env.") else str(exc)) from None
+    for line in env.warnings:
+        sys.stderr.write(f"warning: {path}: {line}\n")
+    return env
+
+
+def _arm(
+    path: Path,
+    config: SkilloptConfig,
+    data: dict[str, Any],
+    skill: str,
+    env: ClosedLoopEnvironment,
+    labels: set[str],
+    shorthand: str | None = None,
+) -> Arm:
+    """One arm; its label is the config file's stem (and the model shorthand), numbered when
+    another arm has it."""
+    from skillopt.machine.core.canonical import sha256_text
+
     stem = DEFAULT_LABEL if path == default_config() else path.stem
+    if shorthand is not None:
+        stem = f"{stem}-{shorthand}"
     label, n = stem, 2
     while label in labels:
         label, n = f"{stem}-{n}", n + 1
@@ -231,16 +291,70 @@ def run_bench(
         task_ids=[i.id for i in plan],
         source=source,
         skillopt_version=skillopt_version(),
+        warnings=_warnings(arms),
     )
     # The name derives from the plan alone, so that the same command resumes the same bench.
-    identity = planned.model_dump(exclude={"run_name", "skillopt_version"}, mode="json")
+    # From the payload: fields added later are in it only when used, so older plans keep it.
+    identity = {
+        k: v for k, v in planned.payload().items() if k not in ("run_name", "skillopt_version")
+    }
     name = name or "bench-" + sha256_text(canonical_json(identity))[:10]
     planned = planned.model_copy(update={"run_name": name})
+    finished = make_models(arms, db, name)
+    if finished is not None:  # no model can be made, but the bench is done: its report
+        return finished
     ledger = Ledger.open(db, create=True)
     try:
         run_id = _open_or_create(ledger, name, planned, identity, arms)
         _work(ledger, run_id, arms, plan, limit)
         return bench_report(ledger, run_id)
+    finally:
+        ledger.close()
+
+
+def _warnings(arms: list[Arm]) -> list[str]:
+    """Each config's environment warnings once (its model arms share the environment)."""
+    out: list[str] = []
+    for arm in arms:
+        out += [
+            w for w in (f"{arm.path.name}: {line}" for line in arm.env.warnings) if w not in out
+        ]
+    return out
+
+
+def make_models(arms: list[Arm], db: str, name: str) -> dict[str, Any] | None:
+    """Every arm's target model, before anything is written: a missing API key or an unknown
+    backend is an InputError and the ledger stays as it was. The exception: a bench of this
+    name already finished needs no model, and its report (returned) is what the command
+    prints, as it always did."""
+    from skillopt.adapters.registry import make_model
+    from skillopt.commands.context import role_settings
+
+    for arm in arms:
+        try:
+            arm.model = make_model(role_settings(arm.config, "target"))
+        except AdapterError as exc:
+            report = _finished_report(db, name)
+            if report is not None:
+                return report
+            raise InputError(f"{arm.path}: {exc}") from None
+    return None
+
+
+def _finished_report(db: str, name: str) -> dict[str, Any] | None:
+    """The report of the finished bench `name` in an existing ledger, else None."""
+    from skillopt.ledger.errors import LedgerError
+    from skillopt.ledger.ledger import Ledger
+
+    try:
+        ledger = Ledger.open(db)  # never create=True: a bench that cannot start writes nothing
+    except LedgerError:
+        return None
+    try:
+        row = next((r for r in ledger.runs() if r.name == name and r.kind == "bench"), None)
+        if row is None or _recorded(ledger, row.id)[2] is None:
+            return None
+        return bench_report(ledger, row.id)
     finally:
         ledger.close()
 
@@ -268,6 +382,7 @@ def _arm_record(arm: Arm, plan: list[Item]) -> BenchArm:
         skill_hash=sha256_text(arm.skill),
         retry_cap=arm.env.retry_cap,
         fingerprint=fingerprint([by_id[i.id] for i in plan]),
+        context=arm.env.context.record(),
     )
 
 
@@ -302,6 +417,18 @@ def _open_or_create(
     return existing.id
 
 
+def recorded_plan(ledger: Ledger, run_id: str) -> BenchStarted:
+    """A bench's bench.started (its plan), read without the rest of its events."""
+    from skillopt.ledger.errors import CorruptEvent
+    from skillopt.machine.core.events import BenchStarted
+
+    first = ledger.read(run_id, 1)
+    event = first[0].event() if first else None
+    if not isinstance(event, BenchStarted):
+        raise CorruptEvent(run_id, 1, "a bench run must start with bench.started")
+    return event
+
+
 def _recorded(
     ledger: Ledger, run_id: str
 ) -> tuple[BenchStarted, list[BenchTask], BenchCompleted | None, list[StoredEvent]]:
@@ -322,9 +449,7 @@ def _work(
     ledger: Ledger, run_id: str, arms: list[Arm], plan: list[Item], limit: int | None
 ) -> None:
     """Run every (task, config) of the plan not recorded yet, one event per finished task."""
-    from skillopt.adapters.registry import make_model
     from skillopt.commands.clock import utc_now
-    from skillopt.commands.context import role_settings
     from skillopt.commands.journal import JournaledModel
     from skillopt.ledger.errors import ConflictError
     from skillopt.machine.core.events import BenchCompleted, BenchTask
@@ -337,20 +462,15 @@ def _work(
     done = {(t.arm, t.task_id) for t in tasks}
     allowed = {i.id for i in plan[:limit]}
     todo = [k for k in plan_keys(started) if k not in done and k[1] in allowed]
-    models: dict[int, ChatModel] = {}
     items = [{i.id: i for s in SPLITS for i in a.env.items(s)} for a in arms]  # type: ignore[arg-type]
     total = len(plan_keys(started))
     for n, (arm_index, task_id) in enumerate(todo, start=len(done) + 1):
         arm = arms[arm_index]
-        if arm_index not in models:
-            try:
-                models[arm_index] = make_model(role_settings(arm.config, "target"))
-            except AdapterError as exc:
-                raise InputError(f"{arm.path}: {exc}") from None
+        if arm.model is None:
+            raise RuntimeError("bench: make_models runs before any task")
         item = items[arm_index][task_id]
         model = JournaledModel(
-            models[arm_index], ledger, run_id, "target", 0, "bench", f"{arm_index}:{task_id}",
-            utc_now,
+            arm.model, ledger, run_id, "target", 0, "bench", f"{arm_index}:{task_id}", utc_now,
         )  # fmt: skip
         start = time.monotonic()
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,8 +187,16 @@ def read_config_tree(path: Path) -> dict[str, Any]:
     return _load(path, [], path)
 
 
-def load_config(path: Path, overrides: list[str]) -> LoadedConfig:
+def load_config(
+    path: Path,
+    overrides: list[str],
+    edit: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> LoadedConfig:
+    """The config at `path`; `edit` (the bench's --model) changes the file's tree before the
+    overrides, so that --set still has the last word."""
     data = read_config_tree(path)
+    if edit is not None:
+        data = edit(data)
     try:
         for assignment in overrides:
             data = apply_override(data, canonical_assignment(assignment))

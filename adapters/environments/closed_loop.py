@@ -2,9 +2,11 @@
 compared with the expected output, and a program that does not work is repaired with the
 error (or the wrong output) in view, up to `retry_cap` attempts.
 
-Items: `{id, description, expected_output, task_type, language?, solution?}`. The target gets
-the skill as its system prompt and the task, and must answer with one complete program
-(a fenced code block is extracted when present). `solution` is optional reference code used
+Items: `{id, description, expected_output, task_type?, language?, solution?}` (`task_type`
+defaults to the language: the seed bench's tasks have none). The target gets as its system
+prompt the skill, then the documentation modules of `skill_modules` (closed_loop_context.py),
+then the language's instructions (closed_loop_prompts.py), and the task as its message, and
+must answer with one complete program (a fenced code block is extracted when present). `solution` is optional reference code used
 only by the offline model (Python that assigns `result`; see HOUSE_RULES).
 
 Outcome of an attempt:
@@ -50,6 +52,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
+from skillopt.adapters.environments import closed_loop_context, closed_loop_prompts
 from skillopt.adapters.environments.sandbox import Limits, Sandbox, SandboxResult
 from skillopt.adapters.environments.splits import SPLITS, SplitData, read_source, read_split_dir
 from skillopt.adapters.protocol import (
@@ -81,8 +84,17 @@ DEFAULTS: dict[str, Any] = {
     "rerun_identical": False,  # run a program again even if the same text already ran
     "task_types": "",  # comma-separated filter; empty = all
     "max_tokens": 2048,
+    # What the target is told to write: a preset (closed_loop_prompts.PRESETS; "" = the one
+    # named like the language, else "fenced") or your own text instead.
+    "instructions": "",
+    "instructions_text": "",
+    # Documentation modules read after the skill (closed_loop_context.py).
+    "skill_modules": [],
+    "skill_command": [],  # e.g. ["ilo", "skill", "get", "{module}"]
+    "skill_dir": "",  # NAME.md files; the bench reads it relative to the config file
+    "missing_modules": "error",  # or "warn": left out, with a recorded warning
 }
-REQUIRED = ("id", "description", "expected_output", "task_type")
+REQUIRED = ("id", "description", "expected_output")
 SHIPPED = "shipped:skills/closed_loop/tasks"
 NEVER = r"(?!)"  # a pattern that matches nothing
 EXCERPT = 400  # stdout / stderr shown per attempt in the trajectory
@@ -187,11 +199,6 @@ HOUSE_RULES: dict[str, HouseRule] = {
     ),
 }
 NO_SOLUTION = "import sys\nsys.exit('offline target: this task has no reference solution')\n"
-
-SYSTEM_SUFFIX = (
-    "\n\nAnswer with one complete {language} program in a single fenced code block and "
-    "nothing else. The program reads no input and prints its result to standard output."
-)
 
 
 def program_for(solution: str, printer: str) -> str:
@@ -352,6 +359,16 @@ class ClosedLoopEnvironment:
         if not re.fullmatch(r"\.[A-Za-z0-9_.+-]{1,16}", extension):
             raise AdapterError(f"env.options.extension: expected e.g. '.js', got {extension!r}")
         self.filename = "main" + extension
+        self.instructions = closed_loop_prompts.instructions(opts, self.language)
+        for key in ("skill_modules", "skill_command"):
+            if not all(isinstance(part, str) and part for part in opts[key]):
+                raise AdapterError(f"env.options.{key}: expected a list of strings")
+        self.context = closed_loop_context.assemble(
+            opts["skill_modules"],
+            opts["skill_command"],
+            str(opts["skill_dir"]),
+            str(opts["missing_modules"]),
+        )
         self.sandbox = Sandbox(
             Limits(
                 timeout_s=float(opts["timeout_s"]),
@@ -405,7 +422,7 @@ class ClosedLoopEnvironment:
         if missing:
             raise AdapterError(f"missing required field(s) {', '.join(map(repr, missing))}")
         for key in ("description", "task_type"):
-            if not isinstance(row[key], str) or not row[key].strip():
+            if key in row and (not isinstance(row[key], str) or not row[key].strip()):
                 raise AdapterError(f"{key!r} must be a non-empty string")
         if not isinstance(row["expected_output"], str):
             raise AdapterError("'expected_output' must be a string")
@@ -420,7 +437,8 @@ class ClosedLoopEnvironment:
     def _to_items(self, rows: list[dict[str, Any]], wanted: list[str]) -> list[Item]:
         items: list[Item] = []
         for row in rows:
-            if wanted and row["task_type"] not in wanted:
+            task_type = row.get("task_type") or self.language  # the seed's rows have none
+            if wanted and task_type not in wanted:
                 continue
             data: dict[str, Any] = {
                 "description": row["description"],
@@ -428,7 +446,7 @@ class ClosedLoopEnvironment:
             }
             if row.get("solution") is not None:
                 data["solution"] = row["solution"]
-            items.append(Item(str(row["id"]), row["task_type"], self.task_prompt(data), data))
+            items.append(Item(str(row["id"]), task_type, self.task_prompt(data), data))
         return items
 
     # -- Environment protocol ------------------------------------------------------------------
@@ -475,6 +493,15 @@ class ClosedLoopEnvironment:
 
     # -- the closed loop -----------------------------------------------------------------------
 
+    def system_prompt(self, skill: str) -> str:
+        """The skill, its documentation modules, then how to write the program."""
+        return skill + self.context.text + self.instructions
+
+    @property
+    def warnings(self) -> list[str]:
+        """What the user allowed to go wrong (a missing module): a bench records these."""
+        return self.context.warnings
+
     def task_prompt(self, data: Mapping[str, Any]) -> str:
         text = f"Task: {data['description']}"
         if self.opts["show_expected"]:
@@ -518,7 +545,7 @@ class ClosedLoopEnvironment:
         """Generate, run, classify, repair: up to retry_cap attempts. Model errors propagate
         (the stage fails and resumes); everything the program does ends as an Attempt."""
         expected = expected_text(str(item.data["expected_output"]))
-        system = skill + SYSTEM_SUFFIX.format(language=self.language)
+        system = self.system_prompt(skill)
         hints = self.target_hints(item)
         attempts: list[Attempt] = []
         prompt = item.prompt

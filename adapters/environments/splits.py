@@ -50,6 +50,7 @@ ALIASES = {
 }
 MANIFEST = "split_manifest.json"
 DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
+WRAPPER_KEYS = ("data", "tasks")  # an object holding the rows under one of these keys
 
 Rows = dict[str, list[dict[str, Any]]]
 RowCheck = Callable[[dict[str, Any]], None]
@@ -75,7 +76,8 @@ class SplitData:
 
 
 def read_rows(path: Path | Traversable) -> list[dict[str, Any]]:
-    """A JSON array of objects (or `{"data": [...]}`), JSON Lines, or CSV with a header."""
+    """A JSON array of objects (or `{"data": [...]}`, `{"tasks": [...]}`), JSON Lines, or CSV
+    with a header."""
     return [r.data for r in read_located(path)]
 
 
@@ -125,15 +127,16 @@ def _array(text: str, path: Path | Traversable) -> list[Row]:
         raise AdapterError(
             f"{path} line {exc.lineno} column {exc.colno}: invalid JSON: {exc.msg}{hint}"
         ) from None
-    if isinstance(data, dict) and isinstance(data.get("data"), list):
-        data = data["data"]  # {"data": [...]}, as many exports write it
-        i = text.index("[", text.index('"data"'))
+    wrapper = _wrapper_key(data)
+    if wrapper is not None:
+        data = data[wrapper]  # {"data": [...]} as many exports write it, {"tasks": [...]}
+        i = _array_start(text, wrapper)
     elif isinstance(data, list):
         i = text.index("[")
     else:
         raise AdapterError(
             f"{path}: expected a JSON array of objects, got {_kind(data)} "
-            '(an object needs a "data" array of them)'
+            '(an object needs a "data" or "tasks" array of them)'
         )
     # A second pass over the (valid) text finds where each element starts, for messages.
     decoder, starts, i = json.JSONDecoder(), [], i + 1
@@ -146,6 +149,29 @@ def _array(text: str, path: Path | Traversable) -> list[Row]:
         Row(f"{path} row {n} (line {text.count(chr(10), 0, start) + 1})", value)
         for n, (start, value) in enumerate(zip(starts, data, strict=True), 1)
     ]
+
+
+def _wrapper_key(data: Any) -> str | None:
+    """The key of an object that wraps the rows: `data` (exports), `tasks` (the seed bench's
+    tasks.json); other keys beside it (a title, a version) are ignored."""
+    if not isinstance(data, dict):
+        return None
+    return next((k for k in WRAPPER_KEYS if isinstance(data.get(k), list)), None)
+
+
+def _array_start(text: str, key: str) -> int:
+    """Where the wrapped array opens: the `[` after the top-level key (a row may hold the same
+    word, so the object is walked key by key rather than searched)."""
+    decoder, i = json.JSONDecoder(), text.index("{") + 1
+    while True:
+        while text[i] in " \t\r\n,":
+            i += 1
+        name, i = decoder.raw_decode(text, i)
+        while text[i] in " \t\r\n:":
+            i += 1
+        if name == key:
+            return i
+        _, i = decoder.raw_decode(text, i)
 
 
 def _csv(text: str, path: Path | Traversable) -> list[Row]:

@@ -19,9 +19,9 @@ def closed_loop(
         Path | None,
         typer.Option(
             "--tasks",
-            help="A JSON/JSONL file of tasks {id, description, expected_output, task_type, "
-            "language?} (or a split directory); default: the first config's task set (the "
-            "shipped one).",
+            help="A JSON/JSONL file of tasks {id, description, expected_output, task_type?, "
+            'language?}, or the seed\'s {"tasks": [...]} (or a split directory); task_type '
+            "defaults to the language. Default: the first config's task set (the shipped one).",
         ),
     ] = None,
     config: Annotated[
@@ -31,6 +31,16 @@ def closed_loop(
             help="A closed_loop config; its models.target runs (repeatable: one column per "
             "config). Default: the one shipped with skillopt, as examples/closed_loop.yaml "
             "(the offline model).",
+        ),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            help="Run every config with this model instead of its own target: haiku, sonnet, "
+            "opus, or both (= haiku and sonnet); repeatable. Anthropic's API, the key in "
+            "$ANTHROPIC_API_KEY, the built-in list prices (--set models.target.KEY=... still "
+            "applies after it). One column per config and model.",
         ),
     ] = None,
     retry_cap: Annotated[
@@ -86,12 +96,22 @@ def closed_loop(
         typer.Option("--set", help="Override a key of every config: --set key.path=value."),
     ] = None,
 ) -> None:
-    """Run closed-loop code tasks with the target model of each config and report the seed's
-    per-task economics (tokens, repair tokens by turn, attempts, wall time, outcome) and
-    `K/N runs succeeded`. Every attempt is recorded in the ledger (a run of kind bench)."""
+    """Run closed-loop code tasks with the target model of each config (or each --model) and
+    report the seed's per-task economics (tokens, repair tokens by turn, attempts, wall time,
+    outcome, USD at the recorded prices), a language x model matrix and `K/N runs succeeded`.
+    Every attempt is recorded in the ledger (a run of kind bench); a bench that cannot start
+    (a bad config, a missing module or API key) records nothing.
+
+    The seed bench's own files, with the configs of examples/seed_bench/ copied beside them:
+    --tasks bench/closed-loop/tasks.json --config ilo.yaml --model both"""
     from skillopt.commands.bench_runner import default_config, load_arms, plan_items, run_bench
+    from skillopt.machine.config.prices import resolve_shorthands
 
     splits = _check_options(tasks, split, limit, retry_cap, output)
+    try:
+        models = resolve_shorthands(list(model or []))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     paths = list(config or [])
     if not paths:
         default = default_config()
@@ -101,7 +121,7 @@ def closed_loop(
     overrides = list(set_ or [])
     if retry_cap is not None:
         overrides.append(f"env.options.retry_cap={retry_cap}")
-    arms, _ = load_arms(paths, overrides, skill, tasks)
+    arms, _ = load_arms(paths, overrides, skill, tasks, models)
     plan, source = plan_items(arms[0], tasks, splits, list(dict.fromkeys(task or [])))
     if dry_run:
         _print_tasks(plan[:limit], json_)

@@ -317,11 +317,12 @@ def calls_list(
     ] = None,
     json_: JsonOpt = False,
 ) -> None:
-    """List the run's model calls with tokens and cost; `calls show ID` prints one."""
+    """List the run's model calls with tokens and cost (a training run's or a bench's: the
+    most recent run without --run); `calls show ID` prints one."""
     if ctx.invoked_subcommand is not None:  # `calls show`: this callback runs first
         return
-    ledger, row = open_run(db, run)
-    rows = _call_rows(ledger, row.id, stage)
+    ledger, row = open_run(db, run, bench_ok=True)
+    rows = _call_rows(ledger, row.id, stage, row.kind)
     if json_:
         emit_json(rows)
         return
@@ -344,18 +345,23 @@ def calls_list(
     )
 
 
-def _call_rows(ledger: Any, run_id: str, stage: str | None) -> list[dict[str, Any]]:
-    """The run's journaled calls; the cost of an answered one at its role's prices."""
-    from skillopt.commands.runner import load_state
+def _call_rows(
+    ledger: Any, run_id: str, stage: str | None, kind: str = "train"
+) -> list[dict[str, Any]]:
+    """The run's journaled calls; the cost of an answered one at its role's prices (a bench's:
+    at the prices of the configuration its unit, `ARM:TASK`, names)."""
     from skillopt.ledger.journal import Journal
     from skillopt.machine.decisions.spending import token_cost
+    from skillopt.machine.reports.bench import call_usd
 
-    state = load_state(ledger, run_id)
+    bench = kind == "bench"
+    price_of = _bench_prices(ledger, run_id) if bench else _train_prices(ledger, run_id)
+    cost_of = call_usd if bench else token_cost  # a bench's: as its report counts them
     rows = []
     for c in Journal(ledger).calls(run_id, stage):
-        role = getattr(state.cfg.models, c.role, None)  # None: a role no config has (tampered)
-        ok = c.status == "ok" and role is not None
-        cost = token_cost(role.prices, c.tokens_in, c.tokens_out, c.cache_read) if ok else None
+        ok = c.status == "ok"
+        prices = price_of(c.role, c.unit)
+        cost = cost_of(prices, c.tokens_in, c.tokens_out, c.cache_read) if ok else None
         rows.append(
             {
                 "id": c.id,
@@ -377,6 +383,34 @@ def _call_rows(ledger: Any, run_id: str, stage: str | None) -> list[dict[str, An
             }
         )
     return rows
+
+
+def _train_prices(ledger: Any, run_id: str) -> Any:
+    """(role, unit) -> the role's prices in a training run's config."""
+    from skillopt.commands.runner import load_state
+
+    models = load_state(ledger, run_id).cfg.models
+
+    def price(role: str, unit: str) -> Any:
+        settings = getattr(models, role, None)  # None: a role no config has (tampered)
+        return settings.prices if settings is not None else None
+
+    return price
+
+
+def _bench_prices(ledger: Any, run_id: str) -> Any:
+    """(role, unit) -> the prices a bench recorded for the configuration of the unit (`ARM:TASK`):
+    a bench has no trainer state to fold, its plan is its first event."""
+    from skillopt.commands.bench_runner import recorded_plan
+    from skillopt.machine.reports.bench import arm_prices
+
+    prices = [arm_prices(arm) for arm in recorded_plan(ledger, run_id).arms]
+
+    def price(role: str, unit: str) -> Any:
+        arm = unit.split(":", 1)[0]
+        return prices[int(arm)] if arm.isdigit() and int(arm) < len(prices) else None
+
+    return price
 
 
 @cli_errors

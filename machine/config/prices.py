@@ -38,3 +38,28 @@ def table_prices(model: str) -> tuple[float, float, float] | None:
     """(input, output, cached input) of the longest table prefix of `model`, or None."""
     matches = [p for p in PRICES if model.lower().startswith(p)]
     return PRICES[max(matches, key=len)] if matches else None
+
+
+# Model shorthands (`skillopt bench closed-loop --model haiku`): name -> (backend, model, the
+# environment variable that holds its API key unless the config names one). The seed bench's
+# two models, plus opus; each model is in PRICES, so a bench prices its tasks.
+MODEL_SHORTHANDS: dict[str, tuple[str, str, str]] = {
+    "haiku": ("anthropic", "claude-haiku-4-5", "ANTHROPIC_API_KEY"),
+    "sonnet": ("anthropic", "claude-sonnet-4-5", "ANTHROPIC_API_KEY"),
+    "opus": ("anthropic", "claude-opus-4-5", "ANTHROPIC_API_KEY"),
+}
+# Names that stand for several shorthands, in order (the seed's `--model both`).
+SHORTHAND_GROUPS: dict[str, tuple[str, ...]] = {"both": ("haiku", "sonnet")}
+
+
+def resolve_shorthands(names: list[str]) -> list[str]:
+    """The shorthands `names` stand for, groups expanded, each once, in order; ValueError names
+    an unknown one."""
+    out: list[str] = []
+    for name in names:
+        key = name.strip().lower()
+        if key not in MODEL_SHORTHANDS and key not in SHORTHAND_GROUPS:
+            known = ", ".join([*MODEL_SHORTHANDS, *SHORTHAND_GROUPS])
+            raise ValueError(f"--model {name}: unknown model shorthand (known: {known})")
+        out += [m for m in SHORTHAND_GROUPS.get(key, (key,)) if m not in out]
+    return out

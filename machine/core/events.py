@@ -635,6 +635,10 @@ class BenchArm(BaseModel):
     skill_hash: str
     retry_cap: int
     fingerprint: str  # of the tasks as this configuration's environment builds them
+    # The documentation modules its target read after the skill (env.options.skill_modules):
+    # {"modules": [{"module", "source": command|dir|missing, "sha256"}], "sha256": of the
+    # block}. None: no modules (every bench before them), and then not in the payload.
+    context: dict[str, Any] | None = None
 
 
 @register
@@ -648,6 +652,16 @@ class BenchStarted(Event):
     task_ids: list[str]
     source: dict[str, Any]  # where the tasks came from (file and sha256, or the shipped set)
     skillopt_version: str
+    # What the user allowed to go wrong (a missing module with missing_modules: warn).
+    warnings: list[str] = []
+
+    def payload(self) -> dict[str, Any]:
+        """A bench without modules or warnings records exactly what benches always did."""
+        out = super().payload()
+        out["arms"] = [_without_none(arm, "context") for arm in out["arms"]]
+        if not self.warnings:
+            del out["warnings"]
+        return out
 
 
 class BenchAttempt(BaseModel):

@@ -22,14 +22,16 @@ def role_of(stage: str) -> str:
     return "judge" if stage.startswith("judge") else "optimizer"
 
 
-def token_cost(prices: Prices | None, tokens_in: int, tokens_out: int, cached: int) -> float | None:
+def token_cost(
+    prices: Prices | None, tokens_in: int, tokens_out: int, cached: int, digits: int = 6
+) -> float | None:
+    """One call's cost at `prices` (per million tokens), rounded to `digits` decimals."""
     if prices is None:
         return None
     cached_price = prices.input if prices.cached_input is None else prices.cached_input
     fresh = max(0, tokens_in - cached)
-    return round(
-        (fresh * prices.input + cached * cached_price + tokens_out * prices.output) / 1e6, 6
-    )
+    raw = fresh * prices.input + cached * cached_price + tokens_out * prices.output
+    return round(raw / 1e6, digits)
 
 
 def spent(state: TrainerState) -> tuple[float | None, int]:
