@@ -105,6 +105,10 @@ def prepare_run(config_path: Path, name: str | None, overrides: Sequence[str]) -
     if not skill_path.is_file():
         raise InputError(f"env.skill_init: initial skill file {skill_path} not found")
     skill = read_text(skill_path, "initial skill file")
+    if config.tracking.mlflow_uri is not None:
+        from skillopt.commands.tracking import require_mlflow
+
+        require_mlflow()  # a missing extra: said at init, not at the first step
     env, _, _ = build_adapters(config)
     sizes = {split: len(rows) for split, rows in split_items(env, config).items()}
     e = config.evaluation
@@ -194,17 +198,25 @@ def run_to_end(
     from skillopt.commands.context import LedgerGone, Progress
     from skillopt.commands.errors import RunFailed
     from skillopt.commands.runner import load_state, make_context, run_stage
+    from skillopt.commands.tracking import LiveMirror
 
     state = state if state is not None else load_state(store, row.id)
+    mirror = LiveMirror.of(store, row, state)  # tracking.mlflow_uri; its extra is checked here
     ctx = make_context(store, row.id, state, progress or Progress())
     stages = 0
-    while max_stages is None or stages < max_stages:
-        result = run_stage(store, row.id, state, ctx)
-        if result is None:
-            break
-        state, stages = result.state, stages + 1
-        if on_stage is not None:
-            on_stage(result)
+    try:
+        while max_stages is None or stages < max_stages:
+            result = run_stage(store, row.id, state, ctx)
+            if result is None:
+                break
+            state, stages = result.state, stages + 1
+            if mirror is not None:
+                mirror.after(state)
+            if on_stage is not None:
+                on_stage(result)
+    finally:
+        if mirror is not None:  # what the last stages (or a failure) left unlogged
+            mirror.after(state, final=True)
     if ctx.ledger_file is not None:  # the last append too went to the ledger the run opened
         try:
             ctx.ledger_file.check()

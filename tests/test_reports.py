@@ -23,14 +23,15 @@ def test_markdown_links_a_chart_written_next_to_it(
     assert "## Best skill against the initial one" in md and "```diff" in md
     svg = ET.parse(tmp_path / "report.scores.svg").getroot()
     steps = cli("report", "--db", str(small_run), "--json").json()["steps"]
-    marks = [el for el in svg.iter() if el.tag in (f"{SVG}circle", f"{SVG}path")]
+    marks = [el for el in svg.iter() if "mark" in el.get("class", "").split()]
     evaluated = [s for s in steps if s["candidate_gate_score"] is not None]
     assert len(marks) == len(evaluated)  # one mark per evaluated candidate
     titles = [el.findtext(f"{SVG}title") for el in marks]
     assert all(
         f"step {s['step']}: {s['action']}" in t for s, t in zip(evaluated, titles, strict=True)
     )
-    assert len(svg.findall(f"{SVG}polyline")) == 2  # current and best-so-far
+    lines = svg.findall(f"{SVG}polyline")
+    assert sorted(el.get("class") for el in lines) == ["line best", "line current"]
 
 
 def test_html_is_one_self_contained_page(cli: Cli, small_run: Path, tmp_path: Path) -> None:

@@ -444,22 +444,71 @@ def calls_show(
 
 @cli_errors
 def export(
-    folder: Annotated[
-        Path, typer.Argument(metavar="DIR", help="Folder to write (created; must be empty).")
-    ],
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="DIR|RUN",
+            help="--format skillopt: the folder to write (created; must be empty). "
+            "--format mlflow: the run (like --run; default: the most recent run).",
+        ),
+    ] = None,
     db: DbOpt = DEFAULT_DB,
     run: RunOpt = None,
     format_: Annotated[
-        str, typer.Option("--format", help="Only `skillopt` (the reference layout).")
+        str,
+        typer.Option(
+            "--format",
+            help="skillopt: the reference trainer's file layout into DIR. mlflow: log the run "
+            "to an MLflow tracking server or store (needs pip install 'skillopt\\[mlflow]').",
+        ),
     ] = "skillopt",
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            "--tracking-uri",
+            envvar="MLFLOW_TRACKING_URI",
+            help="mlflow: where to log (sqlite:///mlflow.db, http://host:5000; env "
+            "MLFLOW_TRACKING_URI; default: the run's tracking.mlflow_uri).",
+        ),
+    ] = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option(
+            "--experiment",
+            help="mlflow: the experiment (created if missing; default: the run's "
+            "tracking.mlflow_experiment, else skillopt).",
+        ),
+    ] = None,
+    json_: JsonOpt = False,
 ) -> None:
-    """Write the run in the reference trainer's output layout (config.json, history.json,
-    skills/, best_skill.md, runtime_state.json, summary.json, steps/step_NNNN/...)."""
+    """Export a run. --format skillopt writes the reference trainer's output layout (config.json,
+    history.json, skills/, best_skill.md, runtime_state.json, summary.json,
+    steps/step_NNNN/...) into DIR. --format mlflow logs the run to MLflow: the resolved config
+    as params, per-step metrics (selection/candidate, selection/current, selection/best,
+    gate/accepted, edits/applied, spend/tokens, spend/usd, ... with the step as MLflow's step;
+    step 0 is the initial skill), the test scores at the end, and best_skill.md and report.md
+    as artifacts. Repeating it logs only what is new: the MLflow run is found by its tag
+    skillopt.run_id, and nothing is logged twice.
+
+    Example: skillopt export --format mlflow --tracking-uri sqlite:///mlflow.db demo"""
+    if format_ == "mlflow":
+        _export_mlflow(target, db, run, tracking_uri, experiment, json_)
+        return
+    if format_ != "skillopt":
+        raise InputError(f"--format {format_}: unknown format (known: skillopt, mlflow)")
+    if experiment is not None:
+        raise InputError("--experiment is for --format mlflow")
+    if target is None:
+        raise InputError(
+            "export needs DIR, the folder to write (to log to MLflow instead: --format mlflow)"
+        )
+    _export_reference(Path(target), db, run)
+
+
+def _export_reference(folder: Path, db: str, run: str | None) -> None:
     from skillopt.commands.runner import load_state
     from skillopt.machine.reports.export import export_reference
 
-    if format_ != "skillopt":
-        raise InputError(f"--format {format_}: unknown format (known: skillopt)")
     if folder.exists() and any(folder.iterdir()):
         raise InputError(f"{folder} is not empty; export writes into a new or empty folder")
     ledger, row = open_run(db, run)
@@ -474,3 +523,51 @@ def export(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, "utf-8")
     sys.stderr.write(f"wrote {len(files)} files to {folder}\n")
+
+
+def _export_mlflow(
+    target: str | None,
+    db: str,
+    run: str | None,
+    uri: str | None,
+    experiment: str | None,
+    json_: bool,
+) -> None:
+    from skillopt.commands.tracking import DEFAULT_EXPERIMENT, Mirror, require_mlflow
+    from skillopt.ledger.urls import masked_url
+    from skillopt.machine.config.schema import recorded_config
+
+    if target is not None and run is not None and target != run:
+        raise InputError(f"run {target!r} and --run {run!r}: name the run once")
+    require_mlflow()
+    ledger, row = open_run(db, target or run)
+    tracking = recorded_config(json.loads(row.config)).tracking
+    uri = uri or tracking.mlflow_uri
+    if not uri:
+        raise InputError(
+            "--format mlflow needs --tracking-uri URI (or MLFLOW_TRACKING_URI, or the run's "
+            "tracking.mlflow_uri), e.g. sqlite:///mlflow.db"
+        )
+    name = experiment or tracking.mlflow_experiment or DEFAULT_EXPERIMENT
+    try:
+        facts = Mirror(ledger, row, uri, name).sync()
+    except InputError:
+        raise
+    except Exception as exc:
+        if not type(exc).__module__.startswith(("mlflow", "requests", "urllib3")):
+            raise
+        detail = " ".join(str(exc).split())[:300]
+        raise InputError(f"--tracking-uri {masked_url(uri)}: MLflow refused: {detail}") from None
+    facts["tracking_uri"] = masked_url(uri)
+    if json_:
+        emit_json(facts)
+        return
+    what = (
+        "already up to date"
+        if facts["up_to_date"]
+        else f"{facts['params_logged']} params and {facts['metrics_logged']} metric values logged"
+    )
+    print(
+        f"run {row.name} -> MLflow run {facts['mlflow_run_id']} (experiment {name!r}, "
+        f"{facts['tracking_uri']}): {'created; ' if facts['created'] else ''}{what}"
+    )

@@ -84,7 +84,16 @@ def shown(key: str, value: Any) -> str:
 
 # --- step 1: aliases, per file -------------------------------------------------------------------
 
-OUR_SECTIONS = ("train", "gradient", "optimizer", "evaluation", "env", "models", "budget")
+OUR_SECTIONS = (
+    "train",
+    "gradient",
+    "optimizer",
+    "evaluation",
+    "env",
+    "models",
+    "budget",
+    "tracking",
+)
 REFERENCE_SECTIONS = ("model", "human_feedback")
 _ENV_FIELDS = frozenset(EnvConfig.model_fields)
 # Reference env keys handled in step 2 (everything else unknown under env is a benchmark option).

@@ -310,6 +310,31 @@ class BudgetConfig(_Section):
     max_tokens: int | None = Field(default=None, ge=0, description="token limit, all roles")
 
 
+class TrackingConfig(_Section):
+    """Where the run is mirrored while it trains; nothing here changes a decision, so a run
+    recorded before the section existed reads it as absent (nothing logged)."""
+
+    mlflow_uri: str | None = Field(
+        default=None,
+        min_length=1,
+        description="MLflow tracking URI (sqlite:///mlflow.db, http://host:5000); none: no logging",
+    )
+    mlflow_experiment: str | None = Field(
+        default=None, min_length=1, description="MLflow experiment name (default: skillopt)"
+    )
+
+    @field_validator("mlflow_uri")
+    @classmethod
+    def _no_password(cls, uri: str | None) -> str | None:
+        # The resolved config is recorded in the ledger: a password in it would be kept forever.
+        if uri is not None and re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", uri, re.I):
+            raise ValueError(
+                "holds a password; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                "in the environment instead"
+            )
+        return uri
+
+
 CONFIG_VERSION = 2  # 2: models.<role>.max_tokens reaches the target's and the judge's calls
 
 
@@ -323,6 +348,7 @@ class SkilloptConfig(_Section):
     env: EnvConfig
     models: ModelsConfig = ModelsConfig()
     budget: BudgetConfig = BudgetConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")
     def _prices_for_a_cost_budget(self) -> SkilloptConfig:
@@ -392,7 +418,8 @@ def validate_config(data: Any) -> SkilloptConfig:
         if err["type"] == "missing":
             raise ConfigError(f"{where}: required key is missing") from None
         got = err.get("input")
-        secret = where.endswith("api_key_env")  # a misplaced key must not be echoed
+        # a misplaced key, or a URL's password, must not be echoed
+        secret = where.endswith("api_key_env") or where == "tracking.mlflow_uri"
         suffix = "" if isinstance(got, dict) or secret else f" (got {got!r})"
         raise ConfigError(f"{where}: {err['msg']}{suffix}") from None
 

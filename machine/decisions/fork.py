@@ -22,7 +22,13 @@ FROZEN = (
     "evaluation.test_env_num",
 )
 # Once the final evaluation has begun, only these may still change.
-FINAL_STAGE_OK = ("models.", "evaluation.eval_test", "train.workers", "gradient.workers")
+FINAL_STAGE_OK = (
+    "models.",
+    "evaluation.eval_test",
+    "train.workers",
+    "gradient.workers",
+    "tracking.",  # where the run is mirrored decides nothing
+)
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

@@ -236,33 +236,75 @@ def _cell(text: str, width: int = 90) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
+# A line of the report's header: (text, style) spans, style "" (plain), "strong" or "code".
+# Markdown and HTML render the same spans, so the two reports state the same facts.
+Span = tuple[str, str]
+
+
+def header_lines(report: Mapping[str, Any]) -> list[list[Span]]:
+    """The report's config header: environment and splits, schedule, gate and edit budget,
+    update mode and mechanisms, status, and the warnings recorded at init."""
+    cfg = report["config"]
+    data = report["dataset"] or {}
+    sizes = data.get("sizes", {})
+    tr_, ev_, op_ = cfg.get("train", {}), cfg.get("evaluation", {}), cfg.get("optimizer", {})
+    gate_off = "" if ev_.get("use_gate", True) else " (gate OFF: every candidate force-accepted)"
+    return [
+        [
+            ("Environment ", ""),
+            (str(cfg.get("env", {}).get("name")), "strong"),
+            (
+                f": {sizes.get('train', 0)} train, {sizes.get('selection', 0)} selection, "
+                f"{sizes.get('test', 0)} test items; task types: "
+                f"{', '.join(data.get('task_types', []))}",
+                "",
+            ),
+        ],
+        [
+            (
+                f"{tr_.get('num_epochs')} epoch(s) x {data.get('steps_per_epoch', '?')} step(s), "
+                f"batch {tr_.get('batch_size')}, seed {tr_.get('seed')}",
+                "",
+            )
+        ],
+        [
+            (f"Gate: {ev_.get('gate_metric')} score, strict ", ""),
+            (">", "code"),
+            (
+                f"{gate_off}; edit budget: {op_.get('lr_scheduler')} {op_.get('learning_rate')} "
+                f"-> {op_.get('min_learning_rate')}",
+                "",
+            ),
+        ],
+        [
+            (
+                f"Update mode {op_.get('skill_update_mode', 'patch')}, edit budget control "
+                f"{op_.get('lr_control_mode', 'fixed')}; step buffer "
+                f"{_on(op_, 'use_step_buffer')}, slow update {_on(op_, 'use_slow_update')}, "
+                f"meta skill {_on(op_, 'use_meta_skill')}, skill-aware appendix "
+                f"{_on(op_, 'use_skill_aware_reflection')}",
+                "",
+            )
+        ],
+        [(f"Status: {'complete' if report['final']['done'] else 'in progress'}", "")],
+        *([("Warning", "strong"), (f": {w}", "")] for w in report.get("warnings", [])),
+    ]
+
+
+def markdown_spans(spans: list[Span]) -> str:
+    marks = {"": "", "strong": "**", "code": "`"}
+    return "".join(f"{marks[style]}{text}{marks[style]}" for text, style in spans)
+
+
 def render_markdown(
     report: Mapping[str, Any], texts: Mapping[str, str], chart: str | None = None
 ) -> str:
     """The human report. `texts` maps skill hashes to their text (initial and best are shown);
     `chart` is the file name of the score chart written next to the report, if any."""
-    cfg = report["config"]
-    data = report["dataset"] or {}
-    sizes = data.get("sizes", {})
     fin = report["final"]
     out: list[str] = [f"# skillopt report: run `{report['run']}`", ""]
-    tr_, ev_, op_ = cfg.get("train", {}), cfg.get("evaluation", {}), cfg.get("optimizer", {})
+    out += ["- " + markdown_spans(line) for line in header_lines(report)]
     out += [
-        f"- Environment **{cfg.get('env', {}).get('name')}**: {sizes.get('train', 0)} train, "
-        f"{sizes.get('selection', 0)} selection, {sizes.get('test', 0)} test items; "
-        f"task types: {', '.join(data.get('task_types', []))}",
-        f"- {tr_.get('num_epochs')} epoch(s) x {data.get('steps_per_epoch', '?')} step(s), "
-        f"batch {tr_.get('batch_size')}, seed {tr_.get('seed')}",
-        f"- Gate: {ev_.get('gate_metric')} score, strict `>`"
-        + ("" if ev_.get("use_gate", True) else " (gate OFF: every candidate force-accepted)")
-        + f"; edit budget: {op_.get('lr_scheduler')} {op_.get('learning_rate')} -> "
-        f"{op_.get('min_learning_rate')}",
-        f"- Update mode {op_.get('skill_update_mode', 'patch')}, edit budget control "
-        f"{op_.get('lr_control_mode', 'fixed')}; step buffer {_on(op_, 'use_step_buffer')}, "
-        f"slow update {_on(op_, 'use_slow_update')}, meta skill {_on(op_, 'use_meta_skill')}, "
-        f"skill-aware appendix {_on(op_, 'use_skill_aware_reflection')}",
-        f"- Status: {'complete' if fin['done'] else 'in progress'}",
-        *(f"- **Warning**: {w}" for w in report.get("warnings", [])),
         "",
         "## Outcome",
         "",
@@ -392,15 +434,12 @@ def _mechanism_lines(s: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _epoch_lines(epochs: list[Mapping[str, Any]]) -> list[str]:
-    if not epochs:
-        return []
-    out = [
-        "## Epoch boundaries",
-        "",
-        "| epoch | pairs | slow update | meta skill |",
-        "|---|---|---|---|",
-    ]
+EPOCH_HEADER = ["epoch", "pairs", "slow update", "meta skill"]
+
+
+def epoch_rows(epochs: list[Mapping[str, Any]]) -> list[list[str]]:
+    """The epoch-boundary table's cells (plain text), one row per finished boundary."""
+    rows = []
     for e in epochs:
         pairs = ", ".join(f"{k} {v}" for k, v in e["pairs"].items()) or "–"
         su = e["slow_update"]
@@ -410,23 +449,38 @@ def _epoch_lines(epochs: list[Mapping[str, Any]]) -> list[str]:
             else su["action"] + (f" (gate: {su['gate']['action']})" if su["gate"] else "")
         )
         meta = "–" if e["meta_skill"] is None else e["meta_skill"]["action"]
-        out.append(f"| {e['epoch']} | {pairs} | {slow} | {meta} |")
-    return [*out, ""]
+        rows.append([str(e["epoch"]), pairs, slow, meta])
+    return rows
 
 
-def _test_table(tests: Mapping[str, Any]) -> list[str]:
+def scores_by_task_type(tests: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the test split's hard score per task type, one column per skill."""
     roles = list(tests)
     kinds = sorted({k for r in roles for k in tests[r]["buckets"]} - {"overall"}) + ["overall"]
-    out = [
-        "## Test split (hard score by task type)",
-        "",
-        "| task type | " + " | ".join(roles) + " |",
-        "|---|" + "---|" * len(roles),
-    ]
+    rows = []
     for kind in kinds:
         cells = []
         for role in roles:
             b = tests[role]["buckets"].get(kind)
             cells.append("–" if b is None else f"{b['hard']:.3f} (n={b['total']})")
-        out.append(f"| {kind} | " + " | ".join(cells) + " |")
-    return [*out, ""]
+        rows.append([kind, *cells])
+    return ["task type", *roles], rows
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---|" * (len(header) - 1),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def _epoch_lines(epochs: list[Mapping[str, Any]]) -> list[str]:
+    if not epochs:
+        return []
+    return ["## Epoch boundaries", "", *_md_table(EPOCH_HEADER, epoch_rows(epochs)), ""]
+
+
+def _test_table(tests: Mapping[str, Any]) -> list[str]:
+    header, rows = scores_by_task_type(tests)
+    return ["## Test split (hard score by task type)", "", *_md_table(header, rows), ""]
