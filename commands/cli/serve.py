@@ -76,7 +76,7 @@ def serve(
     journal (by role and stage, each prompt and reply).
 
     It only reads: open it beside a running `skillopt run`. Ctrl-C stops it. Needs the
-    `serve` extra: pip install 'skillopt[serve]'."""
+    `serve` extra: pip install 'skillopt\\[serve]'."""  # \\[: not a rich markup tag
     import signal
 
     _web_stack()
@@ -96,10 +96,11 @@ def serve(
     app = create_app(ledger, masked_url(db), host)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
-    stopped: list[int] = []
 
-    def stop(signum: int, frame: Any) -> None:  # uvicorn passes the signal on as it ends
-        stopped.append(signum)
+    def stop(signum: int, frame: Any) -> None:
+        # Before uvicorn installs its own handlers (and again when it passes the signal on
+        # as it ends): end the serving loop, which checks this flag, instead of raising.
+        server.should_exit = True
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
