@@ -25,7 +25,15 @@ import pytest
 from typer.testing import CliRunner
 
 from skillopt.commands.cli import app
-from tests.conftest import EXAMPLE, PLAIN, ROOT, SMALL, sets, skillopt_process
+from tests.conftest import (
+    EXAMPLE,
+    PLAIN,
+    ROOT,
+    SMALL,
+    copy_into_old_schema,
+    sets,
+    skillopt_process,
+)
 
 BROWSER_ARGS = [
     "--no-sandbox",
@@ -228,6 +236,10 @@ def test_runs_page_and_a_run_page_follow_a_run_as_it_appends(
         assert page.evaluate("window.__probe") == 42
         page.wait_for_function("document.querySelectorAll('#live table.steps tbody tr').length > 1")
         assert page.locator("#progress [data-k=step]").inner_text().endswith("/4")
+        # whole pages too, read while the run appends
+        for path in ("", f"runs/{run_id(ledger, 'live')}", f"runs/{run_id(ledger, 'live')}/live"):
+            status, body = get(server + path)
+            assert status == 200 and "could not render" not in body, body[:300]
         page.screenshot(path=str(shots / "run-live.png"))
     finally:
         if proc.poll() is None:
@@ -426,6 +438,14 @@ def test_bad_input_is_one_line(ledger: Path, tmp_path: Path) -> None:
         assert taken.stderr.count("\n") == 1, taken.stderr
     finally:
         stop(proc)
+
+    # an older schema: opening would upgrade it (a write), so serve refuses and says how
+    old = tmp_path / "old.db"
+    copy_into_old_schema(ledger, old, "0004_status_views")
+    before = _dump(old)
+    refused = serve("--db", str(old), "--port", "0")
+    assert refused.returncode == 2 and "skillopt db upgrade" in refused.stderr, refused.stderr
+    assert refused.stderr.count("\n") == 1 and _dump(old) == before
 
     # without the serve extra: one line naming it
     no_extra = serve("--db", str(ledger), pre="import sys; sys.modules['starlette'] = None; ")

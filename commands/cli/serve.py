@@ -29,6 +29,35 @@ def _web_stack() -> None:
             ) from None
 
 
+def _open_read_only(db: str) -> Any:
+    """The ledger, opened without writing. Opening an older ledger upgrades its schema (a
+    write), so serve first reads the schema revision with a plain connection and refuses
+    one that is not current, naming the command that upgrades it."""
+    import sqlalchemy as sa
+
+    from skillopt.ledger.database import Database, database_url, head_revision
+    from skillopt.ledger.errors import LedgerError
+    from skillopt.ledger.schema_files import head_of_files
+    from skillopt.ledger.stored_status import sqlite_path
+    from skillopt.ledger.urls import masked_url
+
+    path = sqlite_path(db)
+    if path is None or path.is_file():  # a missing file: open_ledger says so, creating none
+        engine = sa.create_engine(database_url(db))
+        try:
+            revision = Database(engine, db).schema_revision()  # SELECTs only
+        except (LedgerError, sa.exc.ArgumentError, ImportError):
+            revision = None  # not a usable ledger or URL: open_ledger names the problem
+        finally:
+            engine.dispose()
+        if revision is not None and revision != (head_of_files() or head_revision()):
+            raise InputError(
+                f"ledger {masked_url(db)} has an older schema ({revision}) and serve only "
+                f"reads: upgrade it first with `skillopt db upgrade --db {masked_url(db)}`"
+            )
+    return open_ledger(db)
+
+
 def _listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound here so that a taken port or an unknown host is one line
     (and --port 0 picks a free port the printed URL names)."""
@@ -85,7 +114,7 @@ def serve(
     from skillopt.commands.serve.app import create_app
     from skillopt.ledger.urls import masked_url
 
-    ledger = open_ledger(db)
+    ledger = _open_read_only(db)
     sock = _listen(host, port)
     if host not in LOOPBACK:
         sys.stderr.write(
