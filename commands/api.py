@@ -255,6 +255,114 @@ def skill_hash(state: TrainerState, ref: str, run_name: str) -> str:
         raise InputError(f"run {run_name}: {exc}") from None
 
 
+def run_overview(store: Store) -> list[dict[str, Any]]:
+    """Every run of a ledger, oldest first: {run, id, kind, created_at} and, for a training
+    run, its status `view` (the stored one, else folded); a bench run (no trainer state) has
+    `view` None, its `events` and a `phase` phrase, as does a run whose events do not fold.
+    `skillopt runs` and the dashboard's runs page."""
+    from skillopt.commands.bench_runner import bench_phase
+    from skillopt.commands.runner import load_state
+    from skillopt.ledger.errors import CorruptEvent
+    from skillopt.machine.reports.status_format import STATUS_FORMAT
+    from skillopt.machine.reports.views import status_view
+
+    rows: list[dict[str, Any]] = []
+    for row in store.runs():
+        entry = {"run": row.name, "id": row.id, "kind": row.kind, "created_at": row.created_at}
+        try:
+            if row.kind == "bench":  # no trainer state: its own phrase
+                events, phase = bench_phase(store, row.id)
+                rows.append(
+                    entry | {"view": None, "events": events, "phase": phase, "best_score": None}
+                )
+                continue
+            view = store.current_status(row.id, STATUS_FORMAT)
+            if view is None:
+                view = status_view(load_state(store, row.id))
+        except CorruptEvent as exc:  # one bad run must not hide the others
+            rows.append(
+                entry
+                | {
+                    "view": None,
+                    "events": None,
+                    "phase": f"corrupt at seq {exc.seq}",
+                    "best_score": None,
+                }
+            )
+            continue
+        rows.append(entry | {"view": view})
+    return rows
+
+
+def call_rows(
+    ledger: Store, run_id: str, stage: str | None, kind: str = "train"
+) -> list[dict[str, Any]]:
+    """The run's journaled calls (`skillopt calls`, the dashboard's journal); the cost of an
+    answered one at its role's prices (a bench's: at the prices of the configuration its
+    unit, `ARM:TASK`, names)."""
+    from skillopt.ledger.journal import Journal
+    from skillopt.machine.decisions.spending import token_cost
+    from skillopt.machine.reports.bench import call_usd
+
+    bench = kind == "bench"
+    price_of = _bench_prices(ledger, run_id) if bench else _train_prices(ledger, run_id)
+    cost_of = call_usd if bench else token_cost  # a bench's: as its report counts them
+    rows = []
+    for c in Journal(ledger).calls(run_id, stage):
+        ok = c.status == "ok"
+        prices = price_of(c.role, c.unit)
+        cost = cost_of(prices, c.tokens_in, c.tokens_out, c.cache_read) if ok else None
+        rows.append(
+            {
+                "id": c.id,
+                "step": c.step,
+                "stage": c.stage,
+                "unit": c.unit,
+                "role": c.role,
+                "model": c.model,
+                "status": c.status,
+                "tokens_in": c.tokens_in,
+                "tokens_out": c.tokens_out,
+                "cache_read": c.cache_read,
+                "cache_write": c.cache_write,
+                "retries": c.retries,
+                "latency_ms": c.latency_ms,
+                "finish_reason": c.finish_reason,
+                "cost": cost,
+                "error": c.error_message,
+            }
+        )
+    return rows
+
+
+def _train_prices(ledger: Any, run_id: str) -> Any:
+    """(role, unit) -> the role's prices in a training run's config."""
+    from skillopt.commands.runner import load_state
+
+    models = load_state(ledger, run_id).cfg.models
+
+    def price(role: str, unit: str) -> Any:
+        settings = getattr(models, role, None)  # None: a role no config has (tampered)
+        return settings.prices if settings is not None else None
+
+    return price
+
+
+def _bench_prices(ledger: Any, run_id: str) -> Any:
+    """(role, unit) -> the prices a bench recorded for the configuration of the unit (`ARM:TASK`):
+    a bench has no trainer state to fold, its plan is its first event."""
+    from skillopt.commands.bench_runner import recorded_plan
+    from skillopt.machine.reports.bench import arm_prices
+
+    prices = [arm_prices(arm) for arm in recorded_plan(ledger, run_id).arms]
+
+    def price(role: str, unit: str) -> Any:
+        arm = unit.split(":", 1)[0]
+        return prices[int(arm)] if arm.isdigit() and int(arm) < len(prices) else None
+
+    return price
+
+
 # -- the Python API ----------------------------------------------------------------------------
 
 

@@ -96,6 +96,7 @@ class Mirror:
     def sync(self) -> dict[str, Any]:
         """Send what the MLflow run lacks; the facts of what was done."""
         from mlflow.entities import Metric, Param, RunTag
+
         from skillopt.machine.decisions.skilldoc import for_export
         from skillopt.machine.decisions.spending import spent
         from skillopt.machine.reports.tracking import (

@@ -43,6 +43,9 @@ def test_the_wheel_holds_skillopt_alone(wheel: Path) -> None:
         "skillopt/skills/optimizer/reflect_failure.md",
         "skillopt/skills/closed_loop/bench.yaml",
         "skillopt/migrations/script.py.mako",
+        "skillopt/commands/serve/templates/run.html",  # the dashboard's pages, CSS and script
+        "skillopt/commands/serve/static/dash.css",
+        "skillopt/commands/serve/static/dash.js",
     ):
         assert shipped in names, shipped
     assert not [n for n in names if n.startswith(("skillopt/tests/", "skillopt/benchmarks/"))]

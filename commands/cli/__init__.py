@@ -1,12 +1,12 @@
 """The `skillopt` command line. Exit codes: 0 ok, 1 a check or the run failed, 2 bad input.
 
 The commands live by group: estimate.py, train.py (init, step, run, status, fork), inspect.py
-(what reads a ledger), admin.py (verify, doctor, db), bench.py; common.py holds what they share. This module
+(what reads a ledger), admin.py (verify, doctor, db), bench.py, serve.py (the dashboard); common.py holds what they share. This module
 registers them, in the order `skillopt --help` lists them."""
 
 from __future__ import annotations
 
-from skillopt.commands.cli import admin, bench, compare, estimate, inspect, train
+from skillopt.commands.cli import admin, bench, compare, estimate, inspect, serve, train
 from skillopt.commands.cli.common import app, bench_app, calls_app, db_app, skill_app
 
 __all__ = ["app", "main"]
@@ -27,6 +27,7 @@ app.command()(inspect.blob)
 app.command()(inspect.export)
 app.command()(train.fork)
 app.command()(admin.doctor)
+app.command()(serve.serve)
 
 app.add_typer(db_app, name="db")
 db_app.command("refresh-status")(admin.db_refresh_status)

@@ -156,29 +156,13 @@ def report(
 def runs(db: DbOpt = DEFAULT_DB, json_: JsonOpt = False) -> None:
     """List the runs of a ledger, oldest first, with their kind (train, or bench). A training
     run's facts come from its stored status view, or from folding it when it has none."""
-    from skillopt.commands.bench_runner import bench_phase
-    from skillopt.commands.runner import load_state
-    from skillopt.machine.reports.status_format import STATUS_FORMAT
-    from skillopt.machine.reports.views import status_view
+    from skillopt.commands.api import run_overview
 
-    ledger = open_ledger(db)
-    rows = []
-    for row in ledger.runs():
-        entry = {"run": row.name, "id": row.id, "kind": row.kind, "created_at": row.created_at}
-        try:
-            if row.kind == "bench":  # no trainer state: its own phrase
-                events, phase = bench_phase(ledger, row.id)
-                rows.append(entry | {"events": events, "phase": phase, "best_score": None})
-                continue
-            view = ledger.current_status(row.id, STATUS_FORMAT)
-            if view is None:
-                view = status_view(load_state(ledger, row.id))
-        except CorruptEvent as exc:  # one bad run must not hide the others
-            rows.append(
-                entry | {"events": None, "phase": f"corrupt at seq {exc.seq}", "best_score": None}
-            )
-            continue
-        rows.append(entry | {k: view[k] for k in ("events", "phase", "best_score")})
+    rows = [
+        {k: v for k, v in r.items() if k != "view"}
+        | ({k: r["view"][k] for k in ("events", "phase", "best_score")} if r["view"] else {})
+        for r in run_overview(open_ledger(db))
+    ]
     if json_:
         emit_json(rows)
         return
@@ -321,8 +305,10 @@ def calls_list(
     most recent run without --run); `calls show ID` prints one."""
     if ctx.invoked_subcommand is not None:  # `calls show`: this callback runs first
         return
+    from skillopt.commands.api import call_rows
+
     ledger, row = open_run(db, run, bench_ok=True)
-    rows = _call_rows(ledger, row.id, stage, row.kind)
+    rows = call_rows(ledger, row.id, stage, row.kind)
     if json_:
         emit_json(rows)
         return
@@ -343,74 +329,6 @@ def calls_list(
             for r in rows
         ],
     )
-
-
-def _call_rows(
-    ledger: Any, run_id: str, stage: str | None, kind: str = "train"
-) -> list[dict[str, Any]]:
-    """The run's journaled calls; the cost of an answered one at its role's prices (a bench's:
-    at the prices of the configuration its unit, `ARM:TASK`, names)."""
-    from skillopt.ledger.journal import Journal
-    from skillopt.machine.decisions.spending import token_cost
-    from skillopt.machine.reports.bench import call_usd
-
-    bench = kind == "bench"
-    price_of = _bench_prices(ledger, run_id) if bench else _train_prices(ledger, run_id)
-    cost_of = call_usd if bench else token_cost  # a bench's: as its report counts them
-    rows = []
-    for c in Journal(ledger).calls(run_id, stage):
-        ok = c.status == "ok"
-        prices = price_of(c.role, c.unit)
-        cost = cost_of(prices, c.tokens_in, c.tokens_out, c.cache_read) if ok else None
-        rows.append(
-            {
-                "id": c.id,
-                "step": c.step,
-                "stage": c.stage,
-                "unit": c.unit,
-                "role": c.role,
-                "model": c.model,
-                "status": c.status,
-                "tokens_in": c.tokens_in,
-                "tokens_out": c.tokens_out,
-                "cache_read": c.cache_read,
-                "cache_write": c.cache_write,
-                "retries": c.retries,
-                "latency_ms": c.latency_ms,
-                "finish_reason": c.finish_reason,
-                "cost": cost,
-                "error": c.error_message,
-            }
-        )
-    return rows
-
-
-def _train_prices(ledger: Any, run_id: str) -> Any:
-    """(role, unit) -> the role's prices in a training run's config."""
-    from skillopt.commands.runner import load_state
-
-    models = load_state(ledger, run_id).cfg.models
-
-    def price(role: str, unit: str) -> Any:
-        settings = getattr(models, role, None)  # None: a role no config has (tampered)
-        return settings.prices if settings is not None else None
-
-    return price
-
-
-def _bench_prices(ledger: Any, run_id: str) -> Any:
-    """(role, unit) -> the prices a bench recorded for the configuration of the unit (`ARM:TASK`):
-    a bench has no trainer state to fold, its plan is its first event."""
-    from skillopt.commands.bench_runner import recorded_plan
-    from skillopt.machine.reports.bench import arm_prices
-
-    prices = [arm_prices(arm) for arm in recorded_plan(ledger, run_id).arms]
-
-    def price(role: str, unit: str) -> Any:
-        arm = unit.split(":", 1)[0]
-        return prices[int(arm)] if arm.isdigit() and int(arm) < len(prices) else None
-
-    return price
 
 
 @cli_errors

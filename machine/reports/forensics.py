@@ -23,7 +23,12 @@ ACCEPTING = ("accept_new_best", "accept", "force_accept")
 def _call(call: CallRecord | None) -> dict[str, Any] | None:
     if call is None:
         return None
-    return {"prompt": call.prompt_hash, "reply": call.response_hash, "model": call.model}
+    return {
+        "prompt": call.prompt_hash,
+        "reply": call.response_hash,
+        "model": call.model,
+        "call_id": call.call_id,  # its row in the call journal ("" in runs older than it)
+    }
 
 
 def _step_of(state: TrainerState, skill: str) -> StepProgress | None:
