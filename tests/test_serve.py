@@ -254,11 +254,18 @@ def test_run_page_shows_the_chart_the_verdicts_epochs_and_costs(
     assert page.locator("#progress [data-k=state]").inner_text() == "done"
     chart = page.locator("figure.chart svg")
     assert chart.count() == 1
-    # accepts are dots, rejects crosses, the best line dashed: told apart, with a legend
-    assert chart.locator("circle").count() >= 1
-    assert chart.locator("polyline[stroke-dasharray]").count() == 1
+    # accepts are dots, rejects crosses, best a wide band under the current line: told
+    # apart where they coincide, with a legend
+    assert chart.locator("circle.mark.accepted").count() >= 1
+    assert chart.locator("polyline.line.best").count() == 1
+    assert chart.locator("polyline.line.current").count() == 1
+    widths = [
+        float(chart.locator(f"polyline.line.{k}").get_attribute("stroke-width") or 0)
+        for k in ("best", "current")
+    ]
+    assert widths[0] > 2 * widths[1], widths
     for name in ("accepted", "rejected", "current", "best so far"):
-        assert chart.get_by_text(name, exact=True).count() == 1
+        assert chart.locator("g.legend").get_by_text(name, exact=True).count() == 1
     steps = page.locator("table.steps")
     assert steps.locator("tr.epoch").all_inner_texts() == ["epoch 1", "epoch 2"]
     verdicts = steps.locator("span.verdict").all_inner_texts()
