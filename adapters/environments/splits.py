@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             raise AdapterError(
                 f"--ratio: expected train:selection:test, got {args.ratio!r}"
             ) from None
-        data = read_ratio_split(args.data.resolve(), ratio, args.seed)
+        data = read_ratio_split(args.data.resolve(), ratio, args.seed, ties_to_larger=True)
         write_split_dir(data, args.out)
     except AdapterError as exc:
         print(f"error: {exc}", file=sys.stderr)
