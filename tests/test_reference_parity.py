@@ -319,3 +319,23 @@ def test_a_fork_keeps_the_gate_scale_and_the_rules(
     # the recorded scores include the bonus, and every decision was derived with version 3
     res = cli("fork", "--db", str(density_run), "--at", "40", "--name", "f", "--set", change)
     assert res.code == 2 and "fork refused" in res.err and change.split("=")[0] in res.err
+
+
+def test_a_run_recorded_before_version_3_resumes_under_its_own_rules(tmp_path: Path) -> None:
+    import skillopt
+
+    db = tmp_path / "r.db"
+    small = {"env.options.train": 12, "env.options.selection": 12, "env.options.test": 12}
+    args = {**small, "train.batch_size": 6, "optimizer.use_slow_update": False}
+    # recorded as the previous release records it, then stopped part way
+    skillopt.train(
+        EXAMPLE, db=db, name="old", overrides={**args, "config_version": 2}, max_stages=4
+    )
+    # the same config file with this release: resumed (not refused for its config_version or
+    # the keys added since), and it goes on with the rules it was recorded with
+    run = skillopt.train(EXAMPLE, db=db, name="old", overrides=args)
+    assert run.status()["phase"] == "done"
+    created = run.events("run.created")[0]["payload"]
+    assert created["config"]["config_version"] == 2
+    with pytest.raises(skillopt.InputError, match="train.seed"):
+        skillopt.train(EXAMPLE, db=db, name="old", overrides={**args, "train.seed": 7})
