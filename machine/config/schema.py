@@ -446,6 +446,10 @@ LEGACY: dict[str, Any] = {
     "optimizer.use_meta_skill": False,
     "optimizer.max_unusable_steps": None,  # all-unusable steps were no_patches; no stop
     "models.judge": None,  # no judge role
+    # no density bonus (and the keys a fork must not change mean no change when absent)
+    "evaluation.use_semantic_density": False,
+    "evaluation.semantic_density_weight": 0.05,
+    "evaluation.leading_words": None,
     "config_version": 1,  # before 2, a role's max_tokens reached only the optimizer's calls
 }
 
