@@ -113,6 +113,9 @@ class DataSource:
     split_ratio: tuple[float, float, float] = (2.0, 1.0, 7.0)
     split_seed: int = 42
     split_sizes: tuple[int, int, int] | None = None
+    # Largest-remainder ties go to the larger ratio part, as the reference (config_version
+    # >= 3); False: to the earlier split, as runs recorded before read their data.
+    ties_to_larger: bool = False
 
 
 class ModelCallError(RuntimeError):

@@ -513,9 +513,16 @@ def _same_config(row: RunRow, data: dict[str, Any]) -> None:
     """A resumed run keeps its recorded config: refuse a different one, naming a key."""
     import json
 
+    from skillopt.machine.config.schema import CONFIG_VERSION, recorded_config
     from skillopt.machine.decisions.fork import changes
 
-    diff = changes(json.loads(row.config), data)
+    # The recorded config read as it was meant (keys added since get the values it ran with),
+    # and an older config_version is no difference when the given config is simply current:
+    # the run resumes with the rules it was recorded with either way.
+    old = recorded_config(json.loads(row.config)).model_dump(mode="json")
+    diff = changes(old, data)
+    if diff.get("config_version", [None, None])[1] == CONFIG_VERSION:
+        diff.pop("config_version")
     if diff:
         key = sorted(diff)[0]
         raise InputError(

@@ -250,9 +250,12 @@ def non_finite(value: Any, where: str = "") -> str | None:
     return None
 
 
-def data_source(env: EnvConfig) -> DataSource | None:
+def data_source(env: EnvConfig, parity: bool = True) -> DataSource | None:
     """The files a config's environment reads its items from (env.split_dir or env.data_path,
-    already absolute), or None: the environment's own data (a shipped task set)."""
+    already absolute), or None: the environment's own data (a shipped task set). `parity`:
+    the config's version splits as the reference (SkilloptConfig.parity)."""
     if env.split_dir is None and env.data_path is None:
         return None
-    return DataSource(env.split_dir, env.data_path, env.ratio(), env.split_seed, env.sizes())
+    return DataSource(
+        env.split_dir, env.data_path, env.ratio(), env.split_seed, env.sizes(), parity
+    )

@@ -76,7 +76,9 @@ def role_settings(config: SkilloptConfig, role: str) -> RoleSettings:
 
 def build_adapters(config: SkilloptConfig) -> tuple[Environment, ChatModel, ChatModel]:
     try:
-        env = make_environment(config.env.name, config.env.options, data_source(config.env))
+        env = make_environment(
+            config.env.name, config.env.options, data_source(config.env, config.parity)
+        )
         target = make_model(role_settings(config, "target"))
         optimizer = make_model(role_settings(config, "optimizer"))
     except AdapterError as exc:

@@ -106,11 +106,17 @@ def test_diff_and_export(cli: Cli, tmp_path: Path) -> None:
     assert diff.startswith("--- initial (") and "\n+++ best (" in diff
     assert "+- Write money with a $ sign" in diff
     assert cli("skill", "diff", "best", "best", "--db", db).out == ""
-    out = tmp_path / "best.md"
-    assert cli("skill", "export", "best", "-o", str(out), "--db", db).code == 0
-    shown = cli("skill", "show", "best", "--db", db).out  # the skill as stored, regions and all
+    # step 4's skill holds the epoch-1 placeholder, still empty (the demo's best skill holds the
+    # epoch-2 guidance since config_version 3 changed its trajectory)
+    out = tmp_path / "step4.md"
+    assert cli("skill", "export", "step:4", "-o", str(out), "--db", db).code == 0
+    shown = cli("skill", "show", "step:4", "--db", db).out  # as stored, regions and all
     assert "<!-- SLOW_UPDATE_START -->\n<!-- SLOW_UPDATE_END -->" in shown
     assert out.read_text() == for_export(shown) and "SLOW_UPDATE" not in out.read_text()
+    best = cli("skill", "show", "best", "--db", db).out
+    exported = tmp_path / "best.md"
+    assert cli("skill", "export", "best", "-o", str(exported), "--db", db).code == 0
+    assert exported.read_text() == for_export(best)  # guidance kept where it holds something
     text = cli("skill", "log", "--db", db).out
     assert text.splitlines()[0].split() == ["hash", "step", "fate", "score", "length"]
 

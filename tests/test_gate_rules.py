@@ -293,7 +293,9 @@ def test_paired_falls_back_to_strict_without_the_current_skills_scores() -> None
 RUN = [
     *SMALL,
     *PLAIN,
-    *sets("env.options.test=4", "models.target.options.base_slip=0.35"),
+    # seed 5: under config_version 3 (the reference's insert_after layout) the offline
+    # trajectories moved; this seed again has gates that stop early.
+    *sets("env.options.test=4", "models.target.options.base_slip=0.35", "train.seed=5"),
 ]
 
 

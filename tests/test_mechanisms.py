@@ -16,7 +16,12 @@ RUNS = {
     "all": [*ALL_MECHANISMS, *sets("train.num_epochs=3")],
     "gated": ALL_GATED,
     "full_rewrite": [*PLAIN, *sets("optimizer.skill_update_mode=full_rewrite")],
-    "no_budget": [*PLAIN, *sets("optimizer.lr_control_mode=off", "optimizer.learning_rate=1")],
+    # config_version 2: `none` kept every merged edit there, and a run recorded so keeps that
+    # meaning (from version 3 `none` applies the schedule in patch mode, as the reference)
+    "no_budget": [
+        *PLAIN,
+        *sets("optimizer.lr_control_mode=off", "optimizer.learning_rate=1", "config_version=2"),
+    ],
 }
 
 

@@ -92,6 +92,10 @@ def test_marker_strings_are_removed_from_replacement_content() -> None:
 def test_insert_after_goes_after_the_end_of_the_target_line() -> None:
     text, status = apply_edit(PLAIN, edit("insert_after", "Rule one", "Rule 1b: be clear."))
     assert status == "applied_insert_after"
+    # config_version 3: the reference's layout, "\n<content>\n" after the line's newline
+    assert text == "# Skill\nRule one: be brief.\n\nRule 1b: be clear.\nRule two: cite sources.\n"
+    # runs recorded before (config_version <= 2) keep the layout they were built with
+    text, _ = apply_edit(PLAIN, edit("insert_after", "Rule one", "Rule 1b: be clear."), False)
     assert text == "# Skill\nRule one: be brief.\nRule 1b: be clear.\nRule two: cite sources.\n"
 
 
@@ -119,7 +123,7 @@ def test_insert_after_uses_the_first_occurrence() -> None:
     doc = "x: first\nx: second\n"
     text, status = apply_edit(doc, edit("insert_after", "x:", "inserted"))
     assert status == "applied_insert_after"
-    assert text == "x: first\ninserted\nx: second\n"
+    assert text == "x: first\n\ninserted\nx: second\n"
 
 
 # --- replace --------------------------------------------------------------------------------
@@ -253,7 +257,7 @@ def test_edits_apply_sequentially_each_on_the_previous_output() -> None:
         edit("replace", "Rule one", "gone"),  # deleted by edit 4
     ]
     text, report = apply_edits(PLAIN, edits)
-    assert text == "# Skill\nRule two: cite sources.\n\nRule three: newer.\nRule four.\n"
+    assert text == "# Skill\nRule two: cite sources.\n\nRule three: newer.\n\nRule four.\n"
     assert [row["status"] for row in report] == [
         "applied_append",
         "applied_replace",

@@ -342,9 +342,13 @@ def _check_declared_counts(
 # -- one file split by a ratio -----------------------------------------------------------------
 
 
-def split_counts(n: int, ratio: Iterable[float]) -> tuple[int, int, int]:
-    """Largest-remainder counts of n rows for train:selection:test; equal remainders go to the
-    earlier split. Exact arithmetic (ratios are taken as the decimals they print as)."""
+def split_counts(
+    n: int, ratio: Iterable[float], ties_to_larger: bool = False
+) -> tuple[int, int, int]:
+    """Largest-remainder counts of n rows for train:selection:test. Equal remainders go to the
+    larger ratio part with `ties_to_larger` (the reference: 5 rows at 1:2:7 are 0:1:4), else
+    to the earlier split (1:1:3, runs recorded before config_version 3). Exact arithmetic
+    (ratios are taken as the decimals they print as)."""
     parts = [Fraction(repr(float(r))) for r in ratio]
     if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
         shown = ":".join(str(p) for p in parts)
@@ -352,7 +356,11 @@ def split_counts(n: int, ratio: Iterable[float]) -> tuple[int, int, int]:
     total = sum(parts)
     quotas = [n * p / total for p in parts]
     counts = [floor(q) for q in quotas]
-    for i in sorted(range(3), key=lambda k: (-(quotas[k] - counts[k]), k))[: n - sum(counts)]:
+
+    def rank(k: int) -> tuple[Fraction, Fraction, int]:
+        return (-(quotas[k] - counts[k]), -parts[k] if ties_to_larger else Fraction(0), k)
+
+    for i in sorted(range(3), key=rank)[: n - sum(counts)]:
         counts[i] += 1
     return counts[0], counts[1], counts[2]
 
@@ -383,6 +391,7 @@ def read_ratio_split(
     check_row: RowCheck | None = None,
     prepare: Prepare | None = None,
     sizes: tuple[int, int, int] | None = None,
+    ties_to_larger: bool = False,
 ) -> SplitData:
     """One file shuffled by the seed and cut by the ratio, or by absolute `sizes` (rows past
     their sum are left out, and the manifest says how many)."""
@@ -392,7 +401,7 @@ def read_ratio_split(
         raise AdapterError(f"{file}: no rows")
     _check({"train": located}, check_row, prepare)  # every row, in file order, before a split
     ratio = tuple(float(r) for r in ratio)
-    counts = split_counts(len(located), ratio) if sizes is None else sizes
+    counts = split_counts(len(located), ratio, ties_to_larger) if sizes is None else sizes
     if sizes is not None and sum(sizes) > len(located):
         shown = ":".join(str(n) for n in sizes)
         raise AdapterError(
@@ -449,6 +458,7 @@ def read_source(
             check_row,
             prepare,
             source.split_sizes,
+            source.ties_to_larger,
         )
     raise AdapterError("env.split_dir/env.data_path: no data source given")
 
@@ -498,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             raise AdapterError(
                 f"--ratio: expected train:selection:test, got {args.ratio!r}"
             ) from None
-        data = read_ratio_split(args.data.resolve(), ratio, args.seed)
+        data = read_ratio_split(args.data.resolve(), ratio, args.seed, ties_to_larger=True)
         write_split_dir(data, args.out)
     except AdapterError as exc:
         print(f"error: {exc}", file=sys.stderr)

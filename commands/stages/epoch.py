@@ -40,7 +40,7 @@ def gate_update(cmd: tr.GateUpdate, state: TrainerState, ctx: StageContext) -> H
         units = [(0, ctx.item("selection", i)) for i in cmd.pending]
         until = gate_rules.stopper(state, cmd.skill_hash, cmd.kind)
         state = yield from roll(ctx, state, "selection", 0, cmd.skill_hash, units, until)
-    gated = decide(ctx, verdicts.update_gated(cmd, state))
+    gated = decide(ctx, verdicts.update_gated(cmd, state, ctx.text))
     if cmd.kind == "appendix":
         yield with_completion(state, gated)
     else:

@@ -114,7 +114,7 @@ def evaluate_baseline(
     if cmd.pending:
         units = _eval_items(ctx, "selection", cmd.pending)
         state = yield from roll(ctx, state, "selection", 0, cmd.skill_hash, units)
-    yield decide(ctx, evaluations.baseline(cmd, state))
+    yield decide(ctx, evaluations.baseline(cmd, state, ctx.text))
 
 
 def rollout_train(cmd: tr.RolloutTrain, state: TrainerState, ctx: StageContext) -> HandlerGen:
@@ -130,7 +130,7 @@ def evaluate_candidate(
         units = _eval_items(ctx, "selection", cmd.pending)
         until = gate_rules.stopper(state, cmd.skill_hash, "step")
         state = yield from roll(ctx, state, "selection", cmd.step, cmd.skill_hash, units, until)
-    yield decide(ctx, evaluations.candidate(cmd, state))
+    yield decide(ctx, evaluations.candidate(cmd, state, ctx.text))
 
 
 def evaluate_reference(
@@ -146,7 +146,7 @@ def final_selection(cmd: tr.FinalSelection, state: TrainerState, ctx: StageConte
     if cmd.skill_hash not in state.selection_cache and cmd.pending:
         units = _eval_items(ctx, "selection", cmd.pending)
         state = yield from roll(ctx, state, "selection", 0, cmd.skill_hash, units)
-    yield decide(ctx, evaluations.final_selection(cmd, state))
+    yield decide(ctx, evaluations.final_selection(cmd, state, ctx.text))
 
 
 def final_test(cmd: tr.FinalTest, state: TrainerState, ctx: StageContext) -> HandlerGen:

@@ -21,7 +21,7 @@ import copy
 import re
 from typing import Any
 
-from skillopt.machine.config.schema import LR_CONTROL_MODES, ConfigError, EnvConfig
+from skillopt.machine.config.schema import ConfigError, EnvConfig, SkilloptConfig
 
 REDACTED = "<redacted>"
 
@@ -98,6 +98,8 @@ REFERENCE_SECTIONS = ("model", "human_feedback")
 _ENV_FIELDS = frozenset(EnvConfig.model_fields)
 # Reference env keys handled in step 2 (everything else unknown under env is a benchmark option).
 _ENV_REFERENCE = frozenset({"split_mode", "split_output_dir", "out_root", "limit"})
+# Top-level keys of our own schema that are not sections (config_version).
+_TOP_FIELDS = frozenset(SkilloptConfig.model_fields) - frozenset(OUR_SECTIONS)
 
 ALIASES: dict[tuple[str, str], tuple[str, ...]] = {
     ("gradient", "analyst_workers"): ("gradient", "workers"),
@@ -230,10 +232,23 @@ FLAT: dict[str, tuple[str, ...]] = {
 }
 
 
+def _benchmark_key(key: str) -> bool:
+    """A top-level key that is neither ours nor the reference's: in the reference's flat format
+    every such key reaches the benchmark (`max_turns: 7`), so it goes to `env.options`, where
+    the environment accepts it or names it."""
+    return (
+        key not in FLAT
+        and key not in OUR_SECTIONS + REFERENCE_SECTIONS + ("env",)
+        and (key not in _TOP_FIELDS and not key.startswith("_"))
+    )
+
+
 def canonical_path(path: tuple[str, ...]) -> tuple[str, ...]:
     """Where a key path lands in our spelling (unchanged if it is ours or not an alias)."""
     if len(path) == 1 and path[0] in FLAT:
         return FLAT[path[0]]
+    if len(path) == 1 and _benchmark_key(path[0]):
+        return ("env", "options", path[0])
     if len(path) >= 2:
         head = (path[0], path[1])
         if head in ALIASES:
@@ -295,6 +310,10 @@ def normalize(data: dict[str, Any]) -> dict[str, Any]:
             place((top,), {}, top)  # an empty section (only comments) is an empty mapping
             for key, inner in (value or {}).items():
                 place(canonical_path((top, str(key))), inner, f"{top}.{key}")
+        elif _benchmark_key(top) and not isinstance(value, dict):
+            # A mapping is more likely a misspelt section than a benchmark option: validation
+            # names it; anything else is the benchmark's, as in the reference's flat format.
+            place(("env", "options", top), value, top)
         else:
             place((top,), value, top)  # unknown or malformed: validation names it
     return out
@@ -329,7 +348,6 @@ REFERENCE_DEFAULTS: dict[str, Any] = {
     "azure_openai_api_version": "2024-12-01-preview",
     "azure_openai_auth_mode": "azure_cli",
     "azure_openai_ad_scope": "https://cognitiveservices.azure.com/.default",
-    "semantic_density_weight": 0.05,
 }
 DEFAULT_AZURE_API_VERSION = "2024-12-01-preview"
 _OPENAI_SENTINELS = ("gpt-5.4", "gpt-5.5")  # the reference's default model names
@@ -640,35 +658,9 @@ def to_skillopt(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if isinstance(data.get(section), dict) and key in data[section]:
             notes.dropped(f"{section}.{key}", data[section].pop(key), "", quiet=True)
 
-    evaluation = data.get("evaluation")
-    density = None
-    if isinstance(evaluation, dict) and "use_semantic_density" in evaluation:
-        density = evaluation.pop("use_semantic_density")
-        notes.dropped(
-            "evaluation.use_semantic_density",
-            density,
-            "the gate has no leading-word density bonus; it compares hard, soft or mixed scores",
-        )
-    for key in ("semantic_density_weight", "leading_words"):
-        if isinstance(evaluation, dict) and key in evaluation:
-            notes.dropped(
-                f"evaluation.{key}", evaluation.pop(key), "no density bonus", quiet=not density
-            )
-
-    optimizer = data.get("optimizer")
-    if isinstance(optimizer, dict) and str(optimizer.get("lr_scheduler")).lower() == "autonomous":
-        control = str(optimizer.get("lr_control_mode", "fixed")).strip().lower()
-        if LR_CONTROL_MODES.get(control) not in ("fixed", "autonomous"):
-            raise ConfigError(
-                f"optimizer.lr_scheduler: 'autonomous' contradicts optimizer.lr_control_mode: "
-                f"{optimizer['lr_control_mode']!r}"
-            )
-        optimizer.pop("lr_scheduler")
-        optimizer["lr_control_mode"] = "autonomous"
-        notes.warn(
-            "optimizer.lr_scheduler: 'autonomous' read as optimizer.lr_control_mode: "
-            "autonomous (an optimizer call decides the number of edits)"
-        )
+    # evaluation.use_semantic_density, semantic_density_weight and leading_words are ours too
+    # (the gate's density bonus); optimizer.lr_scheduler: autonomous is the reference's
+    # scheduler of 999 edits a step, no optimizer call.
 
     if isinstance(data.get("env"), dict):
         data["env"] = _map_env(data["env"], notes)

@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from skillopt.machine.config.secrets import carries_credential
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
@@ -41,13 +43,19 @@ class GradientConfig(_Section):
     workers: int = Field(default=8, ge=1, le=1024, description="concurrent reflection calls")
 
 
+def enum_key(value: str) -> str:
+    """A mode as the reference reads it (`str(v).strip().lower()`), and inner spaces or hyphens
+    as underscores: `Soft`, ` MIXED `, `Rewrite From Suggestions` all name a mode."""
+    return re.sub(r"[\s-]+", "_", value.strip().lower())
+
+
 def _alias(table: dict[str, str], what: str) -> Any:
     """A before-validator accepting the reference trainer's spellings of a mode."""
 
     def normalise(value: Any) -> Any:
         if not isinstance(value, str):
             return value
-        key = value.strip().lower()
+        key = enum_key(value)
         if key not in table:
             choices = ", ".join(sorted(set(table.values())))
             raise ValueError(f"unknown {what} {value!r} (one of {choices})")
@@ -63,9 +71,11 @@ UPDATE_MODES = {
     "rewrite": "rewrite_from_suggestions",
     "rewrite_from_suggestions": "rewrite_from_suggestions",
     "suggestions": "rewrite_from_suggestions",
+    "rewrite_suggestions": "rewrite_from_suggestions",
     "full_rewrite": "full_rewrite_minibatch",
     "full_rewrite_minibatch": "full_rewrite_minibatch",
     "minibatch_full_rewrite": "full_rewrite_minibatch",
+    "skill_rewrite_minibatch": "full_rewrite_minibatch",
 }
 LR_CONTROL_MODES = {
     "fixed": "fixed",
@@ -101,7 +111,11 @@ class OptimizerConfig(_Section):
         default=4, ge=1, le=10_000, description="max edits per step and per minibatch"
     )
     min_learning_rate: int = Field(default=2, ge=0, le=10_000)
-    lr_scheduler: Literal["constant", "linear", "cosine"] = "cosine"
+    lr_scheduler: Literal["constant", "linear", "cosine", "autonomous"] = Field(
+        default="cosine",
+        description="autonomous: the reference's scheduler that allows 999 edits a step (no "
+        "optimizer call; that is lr_control_mode: autonomous)",
+    )
     lr_control_mode: Literal["fixed", "autonomous", "none"] = Field(
         default="fixed", description="fixed: the schedule; autonomous: an optimizer call; none"
     )
@@ -132,10 +146,15 @@ class OptimizerConfig(_Section):
     _modes = _alias(UPDATE_MODES, "skill_update_mode")
     _lr_modes = _alias(LR_CONTROL_MODES, "lr_control_mode")
     _policies = _alias(PAIR_POLICIES, "longitudinal_pair_policy")
+    _enums = field_validator("lr_scheduler", "skill_aware_appendix_source", mode="before")(
+        classmethod(lambda cls, v: enum_key(v) if isinstance(v, str) else v)
+    )
 
     @property
     def control(self) -> str:
-        """A full rewrite has no edit budget, whatever lr_control_mode says (as the reference)."""
+        """How the edit budget is decided, as config_version <= 2 read it: a full rewrite has
+        none (as the reference), and `none` kept every merged edit. See
+        SkilloptConfig.budget_control for what version 3 reads."""
         return (
             "none" if self.skill_update_mode == "full_rewrite_minibatch" else self.lr_control_mode
         )
@@ -150,10 +169,37 @@ class OptimizerConfig(_Section):
         return self
 
 
+# The reference's leading words (evaluation.leading_words unset).
+LEADING_WORDS = (
+    "MUST",
+    "ALWAYS",
+    "NEVER",
+    "ONLY",
+    "CRITICAL",
+    "IMPORTANT",
+    "RESOLVE",
+    "PREFER",
+    "ENSURE",
+    "STRICT",
+    "VERIFY",
+)
+
+
 class EvaluationConfig(_Section):
     use_gate: bool = True
     gate_metric: Literal["hard", "soft", "mixed"] = "hard"
     gate_mixed_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    use_semantic_density: bool = Field(
+        default=False,
+        description="add semantic_density_weight x the share of the skill's words that are "
+        "leading words to every selection gate score (the reference's bonus)",
+    )
+    semantic_density_weight: float = Field(default=0.05, ge=0.0, le=1000.0)
+    leading_words: list[str] | None = Field(
+        default=None,
+        description="unset: the reference's MUST, ALWAYS, NEVER, ...; a list or "
+        "a comma-separated string",
+    )
     sel_env_num: int = Field(
         default=0, ge=0, le=10_000_000, description="0 = the whole selection split"
     )
@@ -180,6 +226,32 @@ class EvaluationConfig(_Section):
         "current skill must exceed gate_margin standard errors",
     )
     gate_margin: float = Field(default=1.0, ge=0.0, description="paired: standard errors")
+
+    _enums = field_validator("gate_metric", "early_reject_order", "gate_rule", mode="before")(
+        classmethod(lambda cls, v: enum_key(v) if isinstance(v, str) else v)
+    )
+
+    @field_validator("leading_words", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        # The reference takes a list, or a comma-separated string split and stripped.
+        if isinstance(value, str):
+            return [w.strip() for w in value.split(",") if w.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _density_with_strict_rule(self) -> EvaluationConfig:
+        # The bonus is one number per skill added to its mean score (the reference's rule);
+        # the paired rule compares items, where a per-skill bonus has no place.
+        if self.use_semantic_density and self.gate_rule == "paired":
+            raise ValueError(
+                "use_semantic_density adds a bonus to the strict gate's scores; it does not "
+                "combine with gate_rule: paired"
+            )
+        return self
+
+    def words(self) -> tuple[str, ...]:
+        return LEADING_WORDS if self.leading_words is None else tuple(self.leading_words)
 
 
 class EnvConfig(_Section):
@@ -327,7 +399,7 @@ class TrackingConfig(_Section):
     @classmethod
     def _no_password(cls, uri: str | None) -> str | None:
         # The resolved config is recorded in the ledger: a password in it would be kept forever.
-        if uri is not None and re.match(r"^[a-z][a-z0-9+.-]*://[^/@]*:[^/@]*@", uri, re.I):
+        if uri is not None and carries_credential(uri):
             raise ValueError(
                 "holds a password; set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
                 "in the environment instead"
@@ -335,7 +407,13 @@ class TrackingConfig(_Section):
         return uri
 
 
-CONFIG_VERSION = 2  # 2: models.<role>.max_tokens reaches the target's and the judge's calls
+# 2: models.<role>.max_tokens reaches the target's and the judge's calls.
+# 3: the reference trainer's behaviour where ours differed by accident (issue 16): insert_after
+#    layout, the schedule of a one-step run, the epoch-1 SLOW_UPDATE placeholder keeps existing
+#    guidance, appendix notes read from every line and keyed as the reference keys them, stray
+#    SLOW_UPDATE markers, lr_control_mode none applies the schedule outside a full rewrite, and
+#    largest-remainder ties go to the larger ratio part. Runs recorded before keep the old rules.
+CONFIG_VERSION = 3
 
 
 class SkilloptConfig(_Section):
@@ -349,6 +427,25 @@ class SkilloptConfig(_Section):
     models: ModelsConfig = ModelsConfig()
     budget: BudgetConfig = BudgetConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @property
+    def parity(self) -> bool:
+        """Whether this run follows the reference where version <= 2 differed (issue 16)."""
+        return self.config_version >= 3
+
+    @property
+    def budget_control(self) -> str:
+        """How the edit budget is decided: `fixed` (the schedule), `autonomous` (an optimizer
+        call) or `none` (every merged edit). As the reference: a full rewrite has no budget,
+        and from version 3 `none` in patch or rewrite mode still applies the schedule."""
+        control = self.optimizer.control
+        if (
+            self.parity
+            and control == "none"
+            and self.optimizer.skill_update_mode != ("full_rewrite_minibatch")
+        ):
+            return "fixed"
+        return control
 
     @model_validator(mode="after")
     def _prices_for_a_cost_budget(self) -> SkilloptConfig:
@@ -377,6 +474,10 @@ LEGACY: dict[str, Any] = {
     "optimizer.use_meta_skill": False,
     "optimizer.max_unusable_steps": None,  # all-unusable steps were no_patches; no stop
     "models.judge": None,  # no judge role
+    # no density bonus (and the keys a fork must not change mean no change when absent)
+    "evaluation.use_semantic_density": False,
+    "evaluation.semantic_density_weight": 0.05,
+    "evaluation.leading_words": None,
     "config_version": 1,  # before 2, a role's max_tokens reached only the optimizer's calls
 }
 

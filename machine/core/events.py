@@ -181,6 +181,10 @@ class BaselineEvaluated(Event):
     soft: float
     metric: str
     gate_score: float
+    density: DensityBonus | None = None  # use_semantic_density: included in gate_score
+
+    def payload(self) -> dict[str, Any]:
+        return _without_none(super().payload(), "density")
 
 
 @register
@@ -382,6 +386,18 @@ class EarlyStop(BaseModel):
     threshold: float  # what the bound needed to exceed: the current score (strict), 0 (paired)
 
 
+class DensityBonus(BaseModel):
+    """evaluation.use_semantic_density (the reference's gate bonus): `leading` of the skill's
+    `words` ([a-zA-Z0-9]+ tokens, lower-cased, outside the SLOW_UPDATE and APPENDIX regions)
+    are leading words; the gate score includes bonus = weight x leading / words."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    words: int
+    leading: int
+    weight: float
+    bonus: float
+
+
 class PairedGate(BaseModel):
     """evaluation.gate_rule paired: per-item differences candidate - current skill on the
     selection split, in the gate metric; accept iff mean_diff > margin x se (exactly)."""
@@ -409,9 +425,10 @@ class CandidateEvaluated(Event):
     # evaluation.early_reject: the rollout stopped once the verdict was settled; n, hard, soft and
     # gate_score are then over the `early_stop.evaluated` items scored (None: a full pass).
     early_stop: EarlyStop | None = None
+    density: DensityBonus | None = None  # use_semantic_density: included in gate_score
 
     def payload(self) -> dict[str, Any]:
-        return _without_none(super().payload(), "early_stop")
+        return _without_none(super().payload(), "early_stop", "density")
 
 
 @register
@@ -428,9 +445,12 @@ class GateDecided(Event):
     best_score: float
     rule: str
     paired: PairedGate | None = None  # evaluation.gate_rule paired: its statistics
+    # use_semantic_density: the candidate's bonus, included in candidate_score (current_score
+    # and best_score include their own skills' bonuses, recorded where they were measured)
+    density: DensityBonus | None = None
 
     def payload(self) -> dict[str, Any]:
-        return _without_none(super().payload(), "paired")
+        return _without_none(super().payload(), "paired", "density")
 
 
 class ConsolidationRecord(BaseModel):
@@ -533,9 +553,10 @@ class UpdateGated(Event):
     rule: str
     early_stop: EarlyStop | None = None  # as in candidate.evaluated
     paired: PairedGate | None = None  # as in gate.decided
+    density: DensityBonus | None = None  # as in candidate.evaluated
 
     def payload(self) -> dict[str, Any]:
-        return _without_none(super().payload(), "early_stop", "paired")
+        return _without_none(super().payload(), "early_stop", "paired", "density")
 
 
 @register
@@ -575,6 +596,10 @@ class FinalEvaluated(Event):
     reused: bool = False
     promoted: bool = False
     best_score_before: float | None = None
+    density: DensityBonus | None = None  # the selection split's gate_score includes it
+
+    def payload(self) -> dict[str, Any]:
+        return _without_none(super().payload(), "density")
 
 
 @register

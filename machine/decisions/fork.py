@@ -18,6 +18,10 @@ FROZEN = (
     "train.train_size",
     "evaluation.gate_metric",
     "evaluation.gate_mixed_weight",
+    "evaluation.use_semantic_density",  # the density bonus is in the recorded gate scores too
+    "evaluation.semantic_density_weight",
+    "evaluation.leading_words",
+    "config_version",  # the rules the prefix's decisions were derived with
     "evaluation.sel_env_num",
     "evaluation.test_env_num",
 )

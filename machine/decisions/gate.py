@@ -156,6 +156,10 @@ def _bound(
         return _Bound("paired", float(best / total), 0.0, best <= 0)
     pairs = [(r.hard, r.soft) for r in rows.values()] + [(0.0, 0.0)] * zeros
     bound = strict_bound(pairs, total, c.gate_metric, c.gate_mixed_weight)
+    if c.use_semantic_density:
+        # The skill's density bonus is weight x a share <= 1, so + weight keeps an upper bound
+        # (float products and sums are monotone) without reading the skill's text here.
+        bound += c.semantic_density_weight
     return _Bound("strict", bound, base.current_score, not bound > base.current_score)
 
 

@@ -2,9 +2,17 @@
 
 Statuses follow the reference trainer, with one deliberate difference: an `insert_after`
 whose target is missing or not found is reported as skipped, never silently appended.
+
+`parity` (config_version >= 3, the default) selects the reference's behaviour where versions
+<= 2 differed by accident (issue 16): the insert_after layout, the epoch-1 SLOW_UPDATE
+placeholder that keeps existing guidance, stray SLOW_UPDATE markers, and appendix notes read
+from every line and keyed as the reference keys them. Runs recorded before keep the old rules
+(`parity=False`), so their candidates, hashes and verdicts re-derive as they were recorded.
 """
 
 from __future__ import annotations
+
+import re
 
 from skillopt.machine.core.edits import Edit
 
@@ -65,7 +73,7 @@ def _locate(text: str, edit: Edit) -> tuple[int | None, str]:
     return index, ""
 
 
-def apply_edit(text: str, edit: Edit) -> tuple[str, str]:
+def apply_edit(text: str, edit: Edit, parity: bool = True) -> tuple[str, str]:
     """Apply one edit; return the new text and its status."""
     content = clean_content(edit.content)
     if edit.op not in ("append", "insert_after", "replace", "delete"):
@@ -84,16 +92,21 @@ def apply_edit(text: str, edit: Edit) -> tuple[str, str]:
             return text, "skipped_protected_region"  # a marker shares the target's line
         if line_end == -1:
             return f"{text}\n{content}\n", "applied_insert_after"
+        if parity:  # the reference: "\n<content>\n" after the target's line, newline included
+            cut = line_end + 1
+            return f"{text[:cut]}\n{content}\n{text[cut:]}", "applied_insert_after"
         return f"{text[:line_end]}\n{content}{text[line_end:]}", "applied_insert_after"
     replacement = content if edit.op == "replace" else ""
     return text[:index] + replacement + text[end:], f"applied_{edit.op}"
 
 
-def apply_edits(text: str, edits: list[Edit]) -> tuple[str, list[dict[str, object]]]:
+def apply_edits(
+    text: str, edits: list[Edit], parity: bool = True
+) -> tuple[str, list[dict[str, object]]]:
     """Apply edits in order, each on the previous result; one report row per edit."""
     report: list[dict[str, object]] = []
     for index, edit in enumerate(edits, start=1):
-        text, status = apply_edit(text, edit)
+        text, status = apply_edit(text, edit, parity)
         report.append(
             {
                 "index": index,
@@ -144,9 +157,28 @@ def region_body(text: str, start: str, end: str) -> str | None:
     return text[i + len(start) : len(text) if j == -1 else j].strip()
 
 
-def with_slow_update(text: str, content: str) -> str:
-    """Replace every SLOW_UPDATE region by one at the end holding `content` (empty on epoch 1)."""
-    body = strip_region(text, SLOW_UPDATE_START, SLOW_UPDATE_END).rstrip()
+def _strip_slow_update(text: str) -> str:
+    """The text without its SLOW_UPDATE regions, as the reference strips them: every closed
+    region goes; an unclosed start marker loses the marker only (the text after it is the
+    author's, not guidance); stray end markers go. Blank runs collapse where a region was."""
+    while (i := text.find(SLOW_UPDATE_START)) != -1:
+        j = text.find(SLOW_UPDATE_END, i)
+        if j == -1:
+            text = text[:i] + text[i + len(SLOW_UPDATE_START) :]
+            break
+        stop = j + len(SLOW_UPDATE_END)
+        text = text[:i].rstrip() + ("\n\n" if text[stop:].strip() else "\n") + text[stop:].lstrip()
+    return text.replace(SLOW_UPDATE_END, "")
+
+
+def with_slow_update(text: str, content: str, parity: bool = True) -> str:
+    """Replace every SLOW_UPDATE region by one at the end holding `content` (empty on epoch 1).
+    Without `parity` (version <= 2) an unclosed region ran to the end and a stray end marker
+    stayed in the body."""
+    if parity:
+        body = _strip_slow_update(text).rstrip()
+    else:
+        body = strip_region(text, SLOW_UPDATE_START, SLOW_UPDATE_END).rstrip()
     inner = clean_content(content)
     block = (
         f"{SLOW_UPDATE_START}\n{inner}\n{SLOW_UPDATE_END}"
@@ -156,8 +188,24 @@ def with_slow_update(text: str, content: str) -> str:
     return f"{body}\n\n{block}\n"
 
 
-def note_key(note: str) -> str:
-    """Notes are the same when they differ only in case, spacing or trailing punctuation."""
+def slow_update_placeholder(text: str, parity: bool = True) -> str:
+    """The epoch-1 placeholder: an empty SLOW_UPDATE block at the end. As the reference, a skill
+    that already has the field keeps it and what it holds (version <= 2 emptied it: the
+    initial skill's own guidance was lost)."""
+    if parity and SLOW_UPDATE_START in text and SLOW_UPDATE_END in text:
+        return text
+    return with_slow_update(text, "", parity)
+
+
+_TRAILING = " .;:,_-"  # the reference's trailing punctuation of a note key
+
+
+def note_key(note: str, parity: bool = True) -> str:
+    """Notes are the same when they differ only in case, spacing or trailing punctuation.
+    `parity`: the reference's key (trailing ` .;:,_-`, Unicode case folding, so `Straße` is
+    `STRASSE`); before, trailing `.!;:, ` and lower-casing."""
+    if parity:
+        return " ".join(note.split()).rstrip(_TRAILING).casefold()
     return " ".join(note.lower().split()).rstrip(".!;:, ")
 
 
@@ -166,9 +214,29 @@ def note_text(note: str) -> str:
     return " ".join(ln.strip() for ln in clean_content(note).splitlines() if ln.strip())
 
 
-def appendix_notes(text: str) -> list[str]:
+_HEADING_WORDS = APPENDIX_HEADING.lstrip("#").strip()
+_BULLET = re.compile(r"^(?:- |[-*](?!\*))")  # "- ", or a bare - or * (not bold's **)
+
+
+def appendix_notes(text: str, parity: bool = True) -> list[str]:
+    """The notes of the APPENDIX region. `parity` reads it as the reference does: every
+    non-empty line but the heading is a note, a leading bullet removed, so notes a person
+    wrote as `* note` or plain lines survive the next flush. Before (version <= 2) only `- `
+    lines counted, and a flush rewrote the region without the others: they were lost."""
     body = region_body(text, APPENDIX_START, APPENDIX_END) or ""
-    return [ln[2:].strip() for ln in body.splitlines() if ln.startswith("- ") and ln[2:].strip()]
+    if not parity:
+        return [
+            ln[2:].strip() for ln in body.splitlines() if ln.startswith("- ") and ln[2:].strip()
+        ]
+    notes: list[str] = []
+    for raw in body.splitlines():
+        line = raw.strip()
+        if not line or line.lstrip("#").strip() == _HEADING_WORDS:
+            continue
+        line = _BULLET.sub("", line, count=1).strip()
+        if line:
+            notes.append(line)
+    return notes
 
 
 def with_appendix(text: str, notes: list[str]) -> str:
@@ -185,14 +253,22 @@ def with_appendix(text: str, notes: list[str]) -> str:
     return text[:i] + block + text[stop:]
 
 
-def add_notes(text: str, notes: list[str]) -> tuple[str, list[str], int]:
-    """Append notes to the appendix with normalised de-duplication: (text, added, duplicates)."""
-    existing = appendix_notes(text)
-    seen = {note_key(n) for n in existing}
+def add_notes(text: str, notes: list[str], parity: bool = True) -> tuple[str, list[str], int]:
+    """Append notes to the appendix with normalised de-duplication: (text, added, duplicates).
+    With `parity` the existing notes are de-duplicated among themselves too, as the reference
+    merges existing + new; a flush that adds nothing leaves the skill as it is."""
+    existing = appendix_notes(text, parity)
+    if parity:
+        kept: dict[str, str] = {}
+        for note in existing:
+            kept.setdefault(note_key(note_text(note)), note_text(note))
+        kept.pop("", None)
+        existing = list(kept.values())
+    seen = {note_key(n, parity) for n in existing}
     added: list[str] = []
     for note in notes:
         stored = note_text(note)  # keyed as stored, or a marker or line break defeats de-dup
-        key = note_key(stored)
+        key = note_key(stored, parity)
         if key and key not in seen:
             seen.add(key)
             added.append(stored)

@@ -241,7 +241,7 @@ def _step_command(state: TrainerState, p: StepProgress) -> Command:
     if p.decided is not None or p.skipped is not None:
         return _step_end(state, p)
     o = state.cfg.optimizer
-    if p.selected is None and o.control == "fixed" and next_budget(state) == 0:
+    if p.selected is None and state.cfg.budget_control == "fixed" and next_budget(state) == 0:
         return SkipStep(p.step, "zero_budget")  # known before any rollout: spend nothing
     scored = state.scored(train_key(p.step))
     pending = tuple(
@@ -362,7 +362,12 @@ def next_budget(state: TrainerState) -> int:
     """The budget the next select would get from the schedule."""
     o = state.cfg.optimizer
     return edit_budget(
-        o.lr_scheduler, o.learning_rate, o.min_learning_rate, state.budget_t + 1, state.total_steps
+        o.lr_scheduler,
+        o.learning_rate,
+        o.min_learning_rate,
+        state.budget_t + 1,
+        state.total_steps,
+        state.cfg.parity,
     )
 
 

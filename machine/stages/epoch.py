@@ -7,7 +7,7 @@ from skillopt.machine.core import events as ev
 from skillopt.machine.core.canonical import sha256_text
 from skillopt.machine.core.state import TrainerState
 from skillopt.machine.decisions import review
-from skillopt.machine.decisions.skilldoc import with_slow_update
+from skillopt.machine.decisions.skilldoc import slow_update_placeholder, with_slow_update
 from skillopt.machine.loop import transitions as tr
 from skillopt.machine.optimizer import asks
 from skillopt.machine.stages.protocol import Asking, StageGen, Texts, decided
@@ -17,7 +17,7 @@ def slow_update(cmd: tr.SlowUpdate, state: TrainerState, text: Texts) -> StageGe
     parent = state.current_hash
     base = {"epoch": cmd.epoch, "parent_hash": parent}
     if cmd.epoch == 1:  # nothing to compare yet: an empty block the later epochs fill
-        placeholder = with_slow_update(text(parent), "")
+        placeholder = slow_update_placeholder(text(parent), state.cfg.parity)
         event = ev.SlowUpdateDone(action="placeholder", skill_hash=sha256_text(placeholder), **base)
         return decided(event, [placeholder])
     plan = state.reviews[cmd.epoch]
@@ -38,7 +38,7 @@ def slow_update(cmd: tr.SlowUpdate, state: TrainerState, text: Texts) -> StageGe
                 action="no_content", skill_hash=parent, reasoning=reasoning, **base, **calls
             )
         )
-    skill = with_slow_update(text(parent), content)
+    skill = with_slow_update(text(parent), content, state.cfg.parity)
     skill_hash = sha256_text(skill)
     gated = state.cfg.optimizer.slow_update_gate_with_selection and skill_hash != parent
     event = ev.SlowUpdateDone(

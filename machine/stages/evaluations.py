@@ -7,15 +7,30 @@ from collections.abc import Sequence
 
 from skillopt.machine.core import events as ev
 from skillopt.machine.core.state import ItemScore, TrainerState, eval_key
+from skillopt.machine.decisions import density
 from skillopt.machine.decisions import gate as gate_rules
 from skillopt.machine.decisions.scoring import aggregate, buckets, gate_score
 from skillopt.machine.loop import transitions as tr
-from skillopt.machine.stages.protocol import Decision, decided
+from skillopt.machine.stages.protocol import Decision, Texts, decided
 
 
 def gate_of(state: TrainerState, hard: float, soft: float) -> float:
     e = state.cfg.evaluation
     return gate_score(hard, soft, e.gate_metric, e.gate_mixed_weight)
+
+
+def selection_gate(
+    state: TrainerState, hard: float, soft: float, skill_hash: str, text: Texts
+) -> tuple[float, ev.DensityBonus | None]:
+    """A skill's gate score on the selection split: the metric, plus the semantic-density bonus
+    of its text when evaluation.use_semantic_density is on (the reference adds it to every
+    selection gate score: baseline, candidates, gated updates, the final check)."""
+    e = state.cfg.evaluation
+    score = gate_of(state, hard, soft)
+    if not e.use_semantic_density:
+        return score, None
+    extra = density.bonus(text(skill_hash), e.words(), e.semantic_density_weight)
+    return score + extra.bonus, extra
 
 
 def scores(
@@ -30,9 +45,10 @@ def scores(
     return hard, soft, n, rows
 
 
-def baseline(cmd: tr.EvaluateBaseline, state: TrainerState) -> Decision:
+def baseline(cmd: tr.EvaluateBaseline, state: TrainerState, text: Texts) -> Decision:
     assert state.dataset is not None
     hard, soft, n, _ = scores(state, "selection", cmd.skill_hash, state.dataset.selection)
+    score, bonus = selection_gate(state, hard, soft, cmd.skill_hash, text)
     return decided(
         ev.BaselineEvaluated(
             skill_hash=cmd.skill_hash,
@@ -40,12 +56,13 @@ def baseline(cmd: tr.EvaluateBaseline, state: TrainerState) -> Decision:
             hard=hard,
             soft=soft,
             metric=state.cfg.evaluation.gate_metric,
-            gate_score=gate_of(state, hard, soft),
+            gate_score=score,
+            density=bonus,
         )
     )
 
 
-def candidate(cmd: tr.EvaluateCandidate, state: TrainerState) -> Decision:
+def candidate(cmd: tr.EvaluateCandidate, state: TrainerState, text: Texts) -> Decision:
     stop = None
     if cmd.cache_hit:
         cached = state.selection_cache[cmd.skill_hash]
@@ -53,6 +70,7 @@ def candidate(cmd: tr.EvaluateCandidate, state: TrainerState) -> Decision:
     else:
         stop = gate_rules.early_stop(state, cmd.skill_hash, "step")
         hard, soft, n = gate_rules.evaluated_scores(state, cmd.skill_hash, stop)
+    score, bonus = selection_gate(state, hard, soft, cmd.skill_hash, text)
     return decided(
         ev.CandidateEvaluated(
             step=cmd.step,
@@ -61,14 +79,15 @@ def candidate(cmd: tr.EvaluateCandidate, state: TrainerState) -> Decision:
             hard=hard,
             soft=soft,
             metric=state.cfg.evaluation.gate_metric,
-            gate_score=gate_of(state, hard, soft),
+            gate_score=score,
             cache_hit=cmd.cache_hit,
             early_stop=stop,
+            density=bonus,
         )
     )
 
 
-def final_selection(cmd: tr.FinalSelection, state: TrainerState) -> Decision:
+def final_selection(cmd: tr.FinalSelection, state: TrainerState, text: Texts) -> Decision:
     """The final skill on the selection split; promoted to best when strictly better."""
     assert state.dataset is not None
     cached = state.selection_cache.get(cmd.skill_hash)
@@ -76,7 +95,7 @@ def final_selection(cmd: tr.FinalSelection, state: TrainerState) -> Decision:
         hard, soft, n = cached.hard, cached.soft, cached.n
     else:
         hard, soft, n, _ = scores(state, "selection", cmd.skill_hash, state.dataset.selection)
-    score = gate_of(state, hard, soft)
+    score, bonus = selection_gate(state, hard, soft, cmd.skill_hash, text)
     return decided(
         ev.FinalEvaluated(
             split="selection",
@@ -89,6 +108,7 @@ def final_selection(cmd: tr.FinalSelection, state: TrainerState) -> Decision:
             reused=cached is not None,
             promoted=cmd.skill_hash != state.best_hash and score > state.best_score,
             best_score_before=state.best_score,
+            density=bonus,
         )
     )
 

@@ -24,7 +24,7 @@ Derive = Callable[[Any, TrainerState, Any, Texts], StageGen | Decision]
 def _final(c: Any, s: TrainerState, e: Any, t: Texts) -> Decision:
     if isinstance(c, tr.FinalTest):
         return evaluations.final_test(c, s)
-    return evaluations.final_selection(c, s)
+    return evaluations.final_selection(c, s, t)
 
 
 def _reflection(c: Any, s: TrainerState, e: Any, t: Texts) -> StageGen:
@@ -32,7 +32,7 @@ def _reflection(c: Any, s: TrainerState, e: Any, t: Texts) -> StageGen:
 
 
 DERIVED: dict[type[ev.Event], Derive] = {
-    ev.BaselineEvaluated: lambda c, s, e, t: evaluations.baseline(c, s),
+    ev.BaselineEvaluated: lambda c, s, e, t: evaluations.baseline(c, s, t),
     ev.EpochPlanned: lambda c, s, e, t: plans.plan_epoch(c, s),
     ev.ReflectionPlanned: lambda c, s, e, t: plans.plan_reflection(c, s),
     ev.ReflectionProposed: _reflection,
@@ -40,11 +40,11 @@ DERIVED: dict[type[ev.Event], Derive] = {
     ev.EditsSelected: lambda c, s, e, t: update.select(c, s, t),
     ev.CandidateBuilt: lambda c, s, e, t: update.update(c, s, t),
     ev.StepSkipped: lambda c, s, e, t: verdicts.skip_step(c, s),
-    ev.CandidateEvaluated: lambda c, s, e, t: evaluations.candidate(c, s),
+    ev.CandidateEvaluated: lambda c, s, e, t: evaluations.candidate(c, s, t),
     ev.GateDecided: lambda c, s, e, t: verdicts.gate(c, s),
     ev.StepCompleted: lambda c, s, e, t: verdicts.complete_step(s),
     ev.AppendixFlushed: lambda c, s, e, t: verdicts.flush_appendix(c, s, t),
-    ev.UpdateGated: lambda c, s, e, t: verdicts.update_gated(c, s),
+    ev.UpdateGated: lambda c, s, e, t: verdicts.update_gated(c, s, t),
     ev.ReviewPlanned: lambda c, s, e, t: plans.plan_review(c, s),
     ev.SlowUpdateDone: lambda c, s, e, t: epoch.slow_update(c, s, t),
     ev.MetaSkillDone: lambda c, s, e, t: epoch.meta_skill(c, s, t),

@@ -53,12 +53,18 @@ def budget(
     Only the schedule advances its counter (as the reference), and the counter is state, so a
     resumed run gets the budgets an uninterrupted one would."""
     opt = state.cfg.optimizer
-    if opt.control == "none":
+    control = state.cfg.budget_control
+    if control == "none":
         return len(pool), state.budget_t, None
-    if opt.control == "fixed":
+    if control == "fixed":
         t = state.budget_t + 1
         scheduled = edit_budget(
-            opt.lr_scheduler, opt.learning_rate, opt.min_learning_rate, t, state.total_steps
+            opt.lr_scheduler,
+            opt.learning_rate,
+            opt.min_learning_rate,
+            t,
+            state.total_steps,
+            state.cfg.parity,
         )
         return scheduled, t, None
     answer = yield Asking(asks.budget(state, pool, text), step, "budget", "decision")
@@ -129,7 +135,7 @@ def select(cmd: tr.Select, state: TrainerState, text: Texts) -> StageGen:
             edits=[] if rewrite else chosen,
             suggestions=chosen if rewrite else [],
             ranking=ranking,
-            control=opt.control,  # type: ignore[arg-type]
+            control=state.cfg.budget_control,  # type: ignore[arg-type]
             decision=decision,
         )
     )
@@ -144,7 +150,7 @@ def update(cmd: tr.Update, state: TrainerState, text: Texts) -> StageGen:
     report: list[dict[str, object]] = []
     if mode == "patch":
         assert p.selected is not None
-        candidate, report = apply_edits(parent, list(p.selected.edits))
+        candidate, report = apply_edits(parent, list(p.selected.edits), state.cfg.parity)
     elif mode == "rewrite_from_suggestions":
         assert p.selected is not None
         a = asks.rewrite(state, list(p.selected.suggestions), text)

@@ -11,7 +11,7 @@ from skillopt.machine.decisions.skilldoc import add_notes, appendix_notes, with_
 from skillopt.machine.decisions.steps import post_verdict, step_completion
 from skillopt.machine.loop import transitions as tr
 from skillopt.machine.optimizer import asks
-from skillopt.machine.stages.evaluations import gate_of
+from skillopt.machine.stages.evaluations import selection_gate
 from skillopt.machine.stages.protocol import Asking, Decision, StageGen, Texts, decided
 
 
@@ -35,6 +35,7 @@ def gate(cmd: tr.Gate, state: TrainerState) -> Decision:
     verdict, paired = gate_rules.verdict(
         state, p.evaluated.skill_hash, score, p.evaluated.early_stop, base
     )
+    bonus = p.evaluated.density
     return decided(
         ev.GateDecided(
             step=cmd.step,
@@ -46,9 +47,19 @@ def gate(cmd: tr.Gate, state: TrainerState) -> Decision:
             candidate_score=score,
             current_score=state.current_score,
             best_score=state.best_score,
-            rule=verdict.rule,
+            rule=_with_density(verdict.rule, bonus),
             paired=paired,
+            density=bonus,
         )
+    )
+
+
+def _with_density(rule: str, bonus: ev.DensityBonus | None) -> str:
+    if bonus is None:
+        return rule
+    return (
+        f"{rule}; scores include the semantic-density bonus (this skill: "
+        f"{bonus.leading}/{bonus.words} leading words x {bonus.weight:g} = +{bonus.bonus:.4f})"
     )
 
 
@@ -65,9 +76,10 @@ def flush_appendix(cmd: tr.FlushAppendix, state: TrainerState, text: Texts) -> S
     opt = state.cfg.optimizer
     notes = tr.appendix_notes_due(state, p)
     parent_hash, _, _ = post_verdict(state)
-    skill, added, duplicates = add_notes(text(parent_hash), notes)
+    parity = state.cfg.parity
+    skill, added, duplicates = add_notes(text(parent_hash), notes, parity)
     consolidation = None
-    total = appendix_notes(skill)
+    total = appendix_notes(skill, parity)
     threshold = opt.skill_aware_consolidate_threshold
     if added and threshold and len(total) > threshold:
         a = asks.consolidation(total)
@@ -85,7 +97,7 @@ def flush_appendix(cmd: tr.FlushAppendix, state: TrainerState, text: Texts) -> S
         )
         if kept:
             skill = with_appendix(skill, compacted)
-            total = appendix_notes(skill)
+            total = appendix_notes(skill, parity)
     flushed = ev.AppendixFlushed(
         step=cmd.step,
         epoch=p.epoch,
@@ -101,7 +113,7 @@ def flush_appendix(cmd: tr.FlushAppendix, state: TrainerState, text: Texts) -> S
     return decided(flushed, [skill])
 
 
-def update_gated(cmd: tr.GateUpdate, state: TrainerState) -> Decision:
+def update_gated(cmd: tr.GateUpdate, state: TrainerState, text: Texts) -> Decision:
     """A slow-update or appendix skill, once its selection rollouts are recorded, gated against
     the current skill as a step's candidate is."""
     stop = None
@@ -111,7 +123,7 @@ def update_gated(cmd: tr.GateUpdate, state: TrainerState) -> Decision:
     else:
         stop = gate_rules.early_stop(state, cmd.skill_hash, cmd.kind)
         hard, soft, n = gate_rules.evaluated_scores(state, cmd.skill_hash, stop)
-    score = gate_of(state, hard, soft)
+    score, bonus = selection_gate(state, hard, soft, cmd.skill_hash, text)
     base = gate_rules.baseline(state, cmd.kind)
     verdict, paired = gate_rules.verdict(state, cmd.skill_hash, score, stop, base)
     return decided(
@@ -128,8 +140,9 @@ def update_gated(cmd: tr.GateUpdate, state: TrainerState) -> Decision:
             action=verdict.action,  # type: ignore[arg-type]
             current_score=base.current_score,
             best_score=base.best_score,
-            rule=verdict.rule,
+            rule=_with_density(verdict.rule, bonus),
             early_stop=stop,
             paired=paired,
+            density=bonus,
         )
     )
