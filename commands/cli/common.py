@@ -64,6 +64,15 @@ DEFAULT_DB = "skillopt.db"
 _opened: list[Any] = []  # ledgers opened by the running command, closed when it ends
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(32), 127]}
+
+
+def one_line(message: str) -> str:
+    """A message as one line: control characters (a newline in a tampered value, a name, a
+    reply quoted in it) are shown escaped, so that nothing can add a line or move the cursor."""
+    return message.translate(_CONTROL)
+
+
 def cli_errors(fn: F) -> F:
     """Map our exceptions to one-line messages and exit codes."""
 
@@ -72,10 +81,10 @@ def cli_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (InputError, LedgerError) as exc:
-            sys.stderr.write(f"error: {exc}\n")
+            sys.stderr.write(f"error: {one_line(str(exc))}\n")
             raise typer.Exit(2) from None
         except (CheckFailed, RunFailed, CorruptEvent, LedgerWriteError) as exc:
-            sys.stderr.write(f"failed: {exc}\n")
+            sys.stderr.write(f"failed: {one_line(str(exc))}\n")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             sys.stderr.write(
