@@ -21,6 +21,7 @@ FULL_FEATURED = [
     *sets(
         "models.optimizer.options.unusable_rate=0.2",  # re-asks and unusable replies
         "evaluation.gate_metric=mixed",
+        "train.seed=2",  # a run with a skipped step too (config_version 3's trajectories)
     ),
 ]
 # Latency and workers so that a kill lands inside a stage, with units in flight.
