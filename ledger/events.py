@@ -162,6 +162,14 @@ class Events(Database):
             )
         return out
 
+    def stamps(self, run_id: str, types: Sequence[str]) -> list[str]:
+        """The recorded times of the run's events of these types, in seq order."""
+        query = sa.text(
+            "SELECT recorded_at FROM events WHERE run_id = :run AND type IN :types ORDER BY seq"
+        ).bindparams(sa.bindparam("types", expanding=True))
+        with self.engine.connect() as conn:
+            return list(conn.execute(query, {"run": run_id, "types": list(types)}).scalars())
+
     def noncanonical_payload(self, run_id: str) -> int | None:
         """The first seq whose stored payload is not the canonical JSON text of its value: a
         byte changed without changing the value (`e` to `E` in a number, a `\\u001f` escape

@@ -67,3 +67,32 @@ def test_compare_puts_runs_and_a_fork_side_by_side(cli: Cli, tmp_path: Path) -> 
     assert "`f` is a fork of `a`: its first 30 events are that run's" in md
     assert "| `optimizer.learning_rate` |" in md and "## Verdicts" in md
     assert cli("compare", "a", "--db", db).code == 2
+
+
+def test_the_eta_comes_from_recorded_step_times(cli: Cli, tmp_path: Path) -> None:
+    """A resumed run has an ETA from its first line: it reads the steps' recorded times."""
+    from freezegun import freeze_time
+
+    from skillopt.machine.reports.progress import eta_seconds
+
+    db = str(tmp_path / "e.db")
+    assert cli("init", str(EXAMPLE), "--db", db, *SMALL).code == 0
+    with freeze_time("2026-01-01T00:00:00Z") as clock:
+        stages = 0
+        while cli("events", "--db", db, "--type", "step.completed", "--json").json() == []:
+            assert cli("run", "--db", db, "--max-stages", "1", "--quiet").code == 0
+            clock.tick(30)  # every stage takes 30 s of the injected clock
+            stages += 1
+        first = cli("run", "--db", db, "--max-stages", "1").out.splitlines()[0]
+    # step 1 ran from the baseline's record to its step.completed; 3 steps are left
+    began = cli("events", "--db", db, "--type", "baseline.evaluated", "--json").json()
+    ended = cli("events", "--db", db, "--type", "step.completed", "--json").json()
+    took = int(ended[0]["recorded_at"][14:16]) * 60 + int(ended[0]["recorded_at"][17:19])
+    took -= int(began[0]["recorded_at"][14:16]) * 60 + int(began[0]["recorded_at"][17:19])
+    assert 0 < took < stages * 30
+    assert f"ETA {took * 3 // 60}m{took * 3 % 60:02d}s" in first, first
+
+    stamps = ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "2026-01-01T09:00:00Z"]
+    stamps += ["2026-01-01T09:01:00Z"]
+    assert eta_seconds(stamps, 2) == 120.0  # a night's pause is one outlier among three
+    assert eta_seconds(stamps[:1], 2) is None and eta_seconds(stamps, 0) is None

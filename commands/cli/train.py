@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -114,7 +113,7 @@ def run_cmd(
     from skillopt.commands.context import Progress
     from skillopt.commands.progress import RichProgress
     from skillopt.commands.runner import StageResult, load_state
-    from skillopt.machine.reports.progress import progress_line
+    from skillopt.machine.reports.progress import STEP_BOUNDARIES, eta_seconds, progress_line
     from skillopt.machine.reports.views import status_view
 
     ledger, row = open_run(db, run)
@@ -123,15 +122,14 @@ def run_cmd(
         state = _set_budget(ledger, row.id, state, max_usd, max_tokens)
     tty = sys.stdout.isatty() and not json_
     console = Console(highlight=False)
-    started, first_step = time.monotonic(), state.steps_completed
+    stamps = ledger.stamps(row.id, STEP_BOUNDARIES)  # the ETA: from recorded step times
 
     def shown(result: StageResult) -> None:
+        stamps.extend(e.recorded_at for e in result.appended if e.type in STEP_BOUNDARIES)
         if json_ or quiet:
             return
         s = result.state
-        done = s.steps_completed - first_step
-        left = s.total_steps - s.steps_completed
-        eta = (time.monotonic() - started) / done * left if done and left else None
+        eta = eta_seconds(stamps, s.total_steps - s.steps_completed)
         step = getattr(result.command, "step", None)
         events = [e.event() for e in result.appended]
         line = progress_line(s, result.command.stage, step, events, eta)
