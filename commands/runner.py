@@ -76,7 +76,10 @@ HANDLERS: dict[type[tr.Command], Handler] = {
 
 def load_state(ledger: Ledger, run_id: str, until: int | None = None) -> TrainerState:
     with paused_gc():
-        return fold(ledger.read(run_id, until))
+        stored = ledger.read(run_id, until)
+        if not stored:  # a run's row is written with its first event: this one lost them
+            raise CorruptEvent(run_id, 1, "the run has no events")
+        return fold(stored)
 
 
 def fold(stored: list[StoredEvent]) -> TrainerState:

@@ -76,7 +76,8 @@ FORGERIES = [
     ("dataset.loaded", 0, lambda p: {**p, "total_steps": p["total_steps"] + 1}, "steps per epoch"),
     ("baseline.evaluated", 0, lambda p: {**p, "soft": 0.99}, "n, hard, soft"),
     ("patches.merged", 0, lambda p: {**p, "edits": p["edits"][:1]}, "merged patch"),
-    ("candidate.built", 0, lambda p: {**p, "candidate_hash": "f" * 64}, "candidate hash"),
+    # another stored text (a hash naming no text at all: verify names it, see below)
+    ("candidate.built", 0, lambda p: {**p, "candidate_hash": p["parent_hash"]}, "candidate hash"),
     ("candidate.evaluated", 0, lambda p: {**p, "hard": 0.99}, "n, hard, soft"),
     ("gate.decided", 0, lambda p: {**p, "current_score": 0.0}, "gate inputs"),
     ("epoch.completed", 0, lambda p: {**p, "best_score": 0.0}, "epoch end"),
@@ -99,6 +100,13 @@ def test_rechained_forgery_is_refused(
     cli: Cli, small_run: Path, type_: str, nth: int, change: Any, named: str
 ) -> None:
     _refused(cli, small_run, _forge(small_run, type_, change, nth), named)
+
+
+def test_a_forged_hash_naming_no_stored_text_is_named_by_verify(cli: Cli, small_run: Path) -> None:
+    seq = _forge(small_run, "candidate.built", lambda p: {**p, "candidate_hash": "f" * 64})
+    res = cli("verify", "--db", str(small_run))
+    assert res.code == 1, res.out
+    assert f"seq {seq}: candidate.built: candidate_hash ffffffffffff is missing" in res.err
 
 
 def test_a_forged_skip_reason_is_refused(cli: Cli, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
-from tests.conftest import ALL_MECHANISMS, EXAMPLE, SMALL, Cli, sets
+from tests.conftest import ALL_MECHANISMS, EXAMPLE, PLAIN, SMALL, Cli, sets
 
 SVG = "{http://www.w3.org/2000/svg}"
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,11 @@ def _html(cli: Cli, db: Path, run: str | None = None) -> str:
     return res.out
 
 
-def test_the_lines_and_marks_are_told_apart_and_named(cli: Cli, small_run: Path) -> None:
+def test_the_lines_and_marks_are_told_apart_and_named(cli: Cli, tmp_path: Path) -> None:
+    small_run = tmp_path / "runs.db"  # a seed whose run has both accepts and rejects
+    args = ["--name", "small", *SMALL, *PLAIN, "--set", "train.seed=3"]
+    assert cli("init", str(EXAMPLE), "--db", str(small_run), *args).code == 0
+    assert cli("run", "--db", str(small_run)).code == 0
     svg = _chart(_html(cli, small_run))
     lines = {el.get("class"): el for el in svg.iter(f"{SVG}polyline")}
     assert set(lines) == {"line current", "line best"}
