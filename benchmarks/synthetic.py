@@ -29,6 +29,8 @@ from skillopt.machine.core.events import Event, RunCreated
 from skillopt.machine.loop.reducer import reduce
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the benchmarks reuse the tests' helpers (tests/ is no package
+    sys.path.insert(0, str(ROOT))  # on the path when a script runs from benchmarks/)
 
 # A template with the shape of a real run: 2 steps per epoch, 24 train rollouts per step,
 # 48 selection rollouts per candidate, 6 reflection minibatches per step.
