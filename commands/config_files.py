@@ -219,8 +219,14 @@ def with_table_cache(role: str, section: dict[str, Any]) -> tuple[dict[str, Any]
     leaves unset), and a note naming what was taken; None when the table does not know the
     model or nothing was missing."""
     from skillopt.machine.config.models_table import TABLE_DATE, table_cache
+    from skillopt.machine.config.prices import table_prices
 
-    found = table_cache(str(section.get("model", "")))
+    model = str(section.get("model", ""))
+    prices = section.get("prices")
+    given_input = prices.get("input") if isinstance(prices, dict) else None
+    listed = table_prices(model)
+    input_price = given_input if given_input is not None else (listed[0] if listed else None)
+    found = table_cache(model, input_price if isinstance(input_price, int | float) else None)
     given = section.get("cache")
     if found is None or (given is not None and not isinstance(given, dict)):
         return None  # not a mapping: validation names it

@@ -241,6 +241,10 @@ class FakeProvider:
                         if anthropic
                         else fake.openai_body(body, text)
                     )
+                    if fake.caching:  # a scripted answer reads and writes the cache too
+                        rules = fake.cache.anthropic if anthropic else fake.cache.openai
+                        out["usage"] = rules(body, text)
+                    logged.usage = out["usage"]
                     return self._send(200, json.dumps(out).encode())
                 if fault is not None:
                     time.sleep(fault.delay_s)

@@ -5,6 +5,7 @@ priced, and the warning when a role's prefix is too short for its model to cache
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import EXAMPLE, SMALL, Cli
-from tests.fakes import FakeProvider, Logged
+from tests.fakes import FakeProvider, Fault, Logged
 from tests.test_providers import KEY, roles
 
 SKILL = (EXAMPLE.parent.parent / "skills" / "sim" / "initial.md").read_text()
@@ -213,3 +214,74 @@ def test_openai_prompt_cache_key_is_stable_across_a_stages_calls(
         (r.usage or {})["prompt_tokens_details"]["cached_tokens"] for r in caching.log if r.usage
     )
     assert cli("replay", "--db", str(db), "--verify").code == 0
+
+
+def test_a_reflection_asks_the_active_modes_schema_and_a_reask_reads_the_cached_prefix(
+    cli: Cli, caching: FakeProvider, tmp_path: Path
+) -> None:
+    # the first optimizer reply is JSON but not a reflection: re-asked as a follow-up turn
+    caching.faults.append(Fault(text='{"patch": "none"}', model="m-optimizer"))
+    db = tmp_path / "r.db"
+    _init(cli, db, *roles("anthropic", caching.url), "--set", "train.workers=1")
+    assert cli("run", "--db", str(db), "--max-stages", "6").code == 0
+    optimizer = _answered(caching.log, "m-optimizer")
+    first = optimizer[0]
+    reask = next(r for r in optimizer if len(r.body["messages"]) > 1)
+    turns = reask.body["messages"]
+    assert [m["role"] for m in turns] == ["user", "assistant", "user"]
+    assert turns[0]["content"] == first.body["messages"][0]["content"]  # the original prompt
+    assert turns[1]["content"] == '{"patch": "none"}' and turns[2]["content"].startswith(
+        "Your reply could not be used"
+    )
+    # the re-ask reads tools + template + skill from the cache the first call wrote
+    written = (first.usage or {})["cache_creation_input_tokens"]
+    assert written > 0 and (reask.usage or {})["cache_read_input_tokens"] == written
+    # this version asks for the active update mode's fields only (patch: edits)
+    schema = json.dumps(first.body["tools"][0]["input_schema"])
+    assert '"edits"' in schema and "revise_suggestions" not in schema
+    assert "skill_candidates" not in schema
+    assert cli("replay", "--db", str(db), "--verify").code == 0
+
+
+def test_a_run_recorded_before_version_4_keeps_asking_for_every_modes_schema(
+    cli: Cli, caching: FakeProvider, tmp_path: Path
+) -> None:
+    db = tmp_path / "v3.db"
+    _init(cli, db, *roles("anthropic", caching.url), "--set", "config_version=3")
+    assert cli("run", "--db", str(db), "--max-stages", "6").code == 0
+    reflect = [
+        r
+        for r in _answered(caching.log, "m-optimizer")
+        if "## Trajectories" in json.dumps(r.body["messages"])
+    ]
+    assert reflect
+    for r in reflect:
+        schema = json.dumps(r.body["tools"][0]["input_schema"])
+        assert "revise_suggestions" in schema and "skill_candidates" in schema
+    assert cli("replay", "--db", str(db), "--verify").code == 0
+
+
+def test_init_records_the_model_tables_cache_rules_beside_the_prices(
+    cli: Cli, tmp_path: Path
+) -> None:
+    db = tmp_path / "t.db"
+    args = [
+        *("--set", "models.target.model=claude-haiku-4-5"),
+        *("--set", "models.optimizer.model=claude-sonnet-4-5"),
+        *("--set", "models.optimizer.prices.input=2", "--set", "models.optimizer.prices.output=8"),
+    ]
+    init = _init(cli, db, *args)
+    assert "models.target.cache: the built-in prompt-cache rules of claude-haiku-4-5" in init.err
+    created = cli("events", "--db", str(db), "--type", "run.created", "--json").json()[0]
+    models = created["payload"]["config"]["models"]
+    # the table's list price ($1 input) for haiku, the config's own ($2) for the optimizer
+    assert models["target"]["cache"] == {
+        "min_prefix_tokens": 4096,
+        "write_price": 1.25,
+        "read_price": None,
+    }
+    assert models["target"]["prices"]["cached_input"] == 0.1
+    assert models["optimizer"]["cache"]["min_prefix_tokens"] == 1024
+    assert models["optimizer"]["cache"]["write_price"] == 2.5
+    given = _init(cli, tmp_path / "g.db", *args, "--set", "models.target.cache.write_price=9")
+    assert "write_price" not in given.err.split("claude-haiku-4-5")[1].split("\n")[0]

@@ -18,12 +18,9 @@ what it took from here, so a run's report never changes when this table does):
 
 from __future__ import annotations
 
-from skillopt.machine.config.prices import table_prices
-
 TABLE_DATE = "2026-12"
 
 ANTHROPIC_WRITE = 1.25  # 5-minute cache writes, times the input price
-ANTHROPIC_READ = 0.10  # cache reads, times the input price
 OPENAI_MIN_PREFIX = 1024
 
 # model prefix: minimum cacheable prefix in tokens (Anthropic)
@@ -49,20 +46,16 @@ def _longest(model: str, prefixes: object) -> str | None:
     return max(found, key=len) if found else None
 
 
-def table_cache(model: str) -> dict[str, float | int] | None:
-    """The model's cache settings (`min_prefix_tokens`, `write_price`, `read_price`), or None
-    for a model the table does not know (a local server, an offline model)."""
-    prices = table_prices(model)
+def table_cache(model: str, input_price: float | None) -> dict[str, float | int] | None:
+    """The model's cache settings, or None for a model the table does not know (a local
+    server, an offline model): `min_prefix_tokens`, and for Anthropic `write_price` at 1.25x
+    `input_price` (the role's own input price, or the table's when it gives none). Reads are
+    priced by `prices.cached_input` (the table's is 0.1x input), so no `read_price`."""
     if (key := _longest(model, ANTHROPIC_MIN_PREFIX)) is not None:
         out: dict[str, float | int] = {"min_prefix_tokens": ANTHROPIC_MIN_PREFIX[key]}
-        if prices is not None:
-            out["write_price"] = round(prices[0] * ANTHROPIC_WRITE, 6)
-            out["read_price"] = round(prices[0] * ANTHROPIC_READ, 6)
+        if input_price is not None:
+            out["write_price"] = round(input_price * ANTHROPIC_WRITE, 6)
         return out
     if _longest(model, OPENAI_PREFIXES) is not None:
-        out = {"min_prefix_tokens": OPENAI_MIN_PREFIX}
-        if prices is not None:
-            out["write_price"] = prices[0]  # no write premium
-            out["read_price"] = prices[2]
-        return out
+        return {"min_prefix_tokens": OPENAI_MIN_PREFIX}  # writes: no premium, the input price
     return None
