@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -285,3 +286,42 @@ def test_init_records_the_model_tables_cache_rules_beside_the_prices(
     assert models["optimizer"]["cache"]["write_price"] == 2.5
     given = _init(cli, tmp_path / "g.db", *args, "--set", "models.target.cache.write_price=9")
     assert "write_price" not in given.err.split("claude-haiku-4-5")[1].split("\n")[0]
+
+
+def test_a_run_without_cache_writes_recorded_before_version_4_reports_as_it_did(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The default loopback usage reads 5 cached tokens a call and writes none: a version-3
+    run (recorded before writes were counted) keeps the old table; a version-4 run adds the
+    cache columns."""
+    monkeypatch.setenv("SKILLOPT_TEST_KEY", KEY)
+    fake = FakeProvider({"train": 12, "selection": 12, "test": 12})
+    try:
+        for version, columns in (("3", False), ("4", True)):
+            db = tmp_path / f"v{version}.db"
+            args = ["--set", f"config_version={version}"]
+            _init(cli, db, *roles("anthropic", fake.url), *args)
+            assert cli("run", "--db", str(db), "--max-stages", "3").code == 0
+            md = cli("report", "--db", str(db), "--md").out
+            assert ("| cached share |" in md) is columns
+            assert ("| stage | calls | input tokens | output tokens | cost |" in md) is not columns
+            tokens = cli("report", "--db", str(db), "--json").json()["tokens"]
+            assert all(("cached_share" in t) is columns for t in tokens.values())
+    finally:
+        fake.close()
+
+
+def test_verify_holds_the_journals_cache_writes_to_the_events(
+    cli: Cli, caching: FakeProvider, tmp_path: Path
+) -> None:
+    db = tmp_path / "v.db"
+    _init(cli, db, *roles("anthropic", caching.url))
+    assert cli("run", "--db", str(db), "--max-stages", "6").code == 0
+    assert cli("verify", "--db", str(db)).code == 0
+    with sqlite3.connect(db) as conn:
+        (call_id,) = conn.execute(
+            "SELECT id FROM llm_calls WHERE cache_write > 0 AND role = 'optimizer' LIMIT 1"
+        ).fetchone()
+        conn.execute("UPDATE llm_calls SET cache_write = cache_write + 1 WHERE id = ?", (call_id,))
+    res = cli("verify", "--db", str(db))
+    assert res.code == 1 and f"call {call_id}: the journal holds" in res.out + res.err

@@ -113,7 +113,11 @@ def _journal_rows(ledger: Any) -> tuple[_Journal, str | None]:
         return _Journal({}, set(), [], ledger.blob_keys()), problem
     rows = {
         c.id: JournalRow(
-            c.status, c.role, c.response_blob, (c.tokens_in, c.tokens_out, c.cache_read)
+            c.status,
+            c.role,
+            c.response_blob,
+            (c.tokens_in, c.tokens_out, c.cache_read),
+            c.cache_write or 0,
         )
         for c in calls
     }

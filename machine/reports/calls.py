@@ -1,7 +1,8 @@
 """The report's model calls per stage: tokens and cost, and, for a run whose calls read or
 wrote the provider's prompt cache, the cached share of input, the cache writes and the dollars
-the cache saved. A run without cache tokens (every run recorded before caching was counted,
-any offline run) gets exactly the table it always had."""
+the cache saved. A run without cache tokens (any offline run) gets exactly the table it always
+had, and so does a run recorded before cache writes were counted (config_version <= 3) that
+wrote none: its report, cache reads and all, stays byte for byte what it was."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ from skillopt.machine.decisions.spending import cache_saved, role_of, stage_cost
 
 
 def uses_cache(state: TrainerState) -> bool:
-    return bool(state.cache_written) or any(k for *_, k in state.tokens.values())
+    if state.cache_written:
+        return True
+    if not any(k for *_, k in state.tokens.values()):
+        return False
+    return state.cfg.config_version >= 4
 
 
 def stage_tokens(state: TrainerState) -> dict[str, dict[str, Any]]:
