@@ -47,7 +47,14 @@ class ChatRequest:
     ranking, ...). `temperature` None: the provider's default. `json_schema` (optimizer
     requests): the reply must contain JSON of that shape, fenced or bare. `purpose` (`rollout`,
     `reflect`, `merge`, `rank`, `doctor`, ...) and `hints` are read by the offline model and
-    ignored by real ones."""
+    ignored by real ones.
+
+    Prompt caching (read by provider backends, ignored by others; never part of what a call
+    means, so the call journal leaves them out): `system` is always a cached prefix (for the
+    target it is the skill); `cache_prefix` > 0 says the first that many characters of the
+    first message repeat across calls too (the optimizer's current skill), so a backend with
+    explicit caching ends a second cached prefix there; `cache_key` names the requests that
+    share a prefix (OpenAI's `prompt_cache_key`), set by skillopt per run, role and skill."""
 
     role: Role
     system: str
@@ -57,6 +64,8 @@ class ChatRequest:
     max_tokens: int = 4096
     temperature: float | None = None
     json_schema: Mapping[str, Any] | None = None
+    cache_prefix: int = 0
+    cache_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,7 @@ def refuse_recorded_secrets(data: dict[str, Any]) -> None:
 def prepare_run(config_path: Path, name: str | None, overrides: Sequence[str]) -> Prepared:
     """Validate the config (its `_base_` files and overrides), read the initial skill and check
     the environment gives its splits; warn about splits too small to trust."""
+    from skillopt.commands.caching import cache_warnings
     from skillopt.commands.config_files import load_config
     from skillopt.commands.context import build_adapters, split_items
     from skillopt.commands.files import read_text
@@ -113,6 +114,7 @@ def prepare_run(config_path: Path, name: str | None, overrides: Sequence[str]) -
     sizes = {split: len(rows) for split, rows in split_items(env, config).items()}
     e = config.evaluation
     warnings = [*loaded.warnings, *split_warnings(sizes, e.min_selection_items, e.eval_test)]
+    warnings += cache_warnings(config, skill)  # recorded: the report says it too
     run_name = name or config_path.stem
     run_id = "r" + sha256_text(canonical_json([run_name, data]))[:12]
     text = read_text(config_path, "config file")
@@ -306,12 +308,19 @@ def call_rows(
 
     bench = kind == "bench"
     price_of = _bench_prices(ledger, run_id) if bench else _train_prices(ledger, run_id)
-    cost_of = call_usd if bench else token_cost  # a bench's: as its report counts them
+    caches = {} if bench else _train_caches(ledger, run_id)
     rows = []
     for c in Journal(ledger).calls(run_id, stage):
         ok = c.status == "ok"
         prices = price_of(c.role, c.unit)
-        cost = cost_of(prices, c.tokens_in, c.tokens_out, c.cache_read) if ok else None
+        if not ok:
+            cost = None
+        elif bench:  # a bench's: as its report counts them
+            cost = call_usd(prices, c.tokens_in, c.tokens_out, c.cache_read)
+        else:  # cache writes at the role's write price
+            cache = caches.get(c.role)
+            tin, tout, read, written = c.tokens_in, c.tokens_out, c.cache_read, c.cache_write
+            cost = token_cost(prices, tin, tout, read, written=written, cache=cache)
         rows.append(
             {
                 "id": c.id,
@@ -346,6 +355,17 @@ def _train_prices(ledger: Any, run_id: str) -> Any:
         return settings.prices if settings is not None else None
 
     return price
+
+
+def _train_caches(ledger: Any, run_id: str) -> dict[str, Any]:
+    """role -> the role's prompt-cache settings in a training run's config (None: none)."""
+    from skillopt.commands.runner import load_state
+
+    models = load_state(ledger, run_id).cfg.models
+    return {
+        r: getattr(getattr(models, r, None), "cache", None)
+        for r in ("target", "optimizer", "judge")
+    }
 
 
 def _bench_prices(ledger: Any, run_id: str) -> Any:

@@ -214,6 +214,33 @@ def load_config(
     return LoadedConfig(config, resolved, warnings)
 
 
+def with_table_cache(role: str, section: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """The role's `cache` settings completed from the built-in model table (what the config
+    leaves unset), and a note naming what was taken; None when the table does not know the
+    model or nothing was missing."""
+    from skillopt.machine.config.models_table import TABLE_DATE, table_cache
+    from skillopt.machine.config.prices import table_prices
+
+    model = str(section.get("model", ""))
+    prices = section.get("prices")
+    given_input = prices.get("input") if isinstance(prices, dict) else None
+    listed = table_prices(model)
+    input_price = given_input if given_input is not None else (listed[0] if listed else None)
+    found = table_cache(model, input_price if isinstance(input_price, int | float) else None)
+    given = section.get("cache")
+    if found is None or (given is not None and not isinstance(given, dict)):
+        return None  # not a mapping: validation names it
+    missing = {k: v for k, v in found.items() if (given or {}).get(k) is None}
+    if not missing:
+        return None
+    taken = ", ".join(f"{k} {v}" for k, v in missing.items())
+    note = (
+        f"models.{role}.cache: the built-in prompt-cache rules of {section.get('model')} "
+        f"({TABLE_DATE}) are recorded: {taken}"
+    )
+    return {**section, "cache": {**(given or {}), **missing}}, note
+
+
 def with_table_prices(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """A role whose model is in the built-in price table and which names no prices gets the
     table's, written into the config (so the run records what it assumed) with a warning."""
@@ -224,6 +251,10 @@ def with_table_prices(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         return data, []
     notes, out = [], dict(models)
     for role, section in models.items():
+        if isinstance(section, dict) and (cached := with_table_cache(role, section)) is not None:
+            section, note = cached
+            out[role] = section
+            notes += [note] if note else []
         if not isinstance(section, dict) or section.get("prices") is not None:
             continue
         found = table_prices(str(section.get("model", "")))

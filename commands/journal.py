@@ -32,6 +32,15 @@ def request_text(role: str, model: str, request: ChatRequest) -> str:
     )
 
 
+def cache_key(run_id: str, role: str, request: ChatRequest) -> str:
+    """The requests that share a cached prefix, per run, role and skill: the skill is the
+    first message's stable part when the request names one (the optimizer's current skill),
+    else the system prompt (the target's skill). Under 64 characters (OpenAI's limit)."""
+    first = request.messages[0].content if request.messages else ""
+    skill = first[: request.cache_prefix] if request.cache_prefix else request.system
+    return f"skillopt-{run_id}-{role}-{sha256_text(skill)[:16]}"
+
+
 @dataclass
 class JournaledModel:
     """The model as one unit of work sees it; `call_ids` lists the calls the unit made."""
@@ -46,6 +55,9 @@ class JournaledModel:
     clock: Callable[[], str]
     max_tokens: int | None = None  # the role's reply limit, over what the request asks
     call_ids: list[str] = field(default_factory=list)
+    # prompt-cache writes of the unit's calls: environments report reads (cached_tokens), not
+    # writes, so the shell counts these itself
+    cache_written: int = 0
     _index: int = 0
 
     @property
@@ -61,7 +73,9 @@ class JournaledModel:
         if self.max_tokens is not None:
             request = replace(request, max_tokens=self.max_tokens)
         index, self._index = self._index, self._index + 1
-        text = request_text(self.role, self.inner.name, request)
+        text = request_text(self.role, self.inner.name, request)  # cache hints left out
+        if request.cache_key is None:
+            request = replace(request, cache_key=cache_key(self.run_id, self.role, request))
         request_hash = sha256_text(text)
         key = sha256_text(
             canonical_json([self.run_id, self.step, self.stage, self.unit, index, request_hash])
@@ -71,6 +85,7 @@ class JournaledModel:
         journal = Journal(self.ledger)
         found = journal.answer(key)
         if found is not None and found.response_blob is not None:
+            self.cache_written += found.cache_write
             return Completion(
                 text=self.ledger.get_blob(found.response_blob),
                 model=found.model,
@@ -131,4 +146,5 @@ class JournaledModel:
         row.finish_reason = reply.finish_reason or None
         row.latency_ms, row.recorded_at = int((time.monotonic() - start) * 1000), self.clock()
         journal.record(row, [text, reply.text])
+        self.cache_written += reply.cache_write_tokens
         return reply

@@ -4,7 +4,12 @@ The real SDKs talk to them through base_url. Replies follow the sim environment'
 target answers with the rule the skill states, like the offline target) and a plain optimizer
 policy read from the prompt text, so a run over them learns. Faults are scripted per request:
 status codes with their error bodies and Retry-After, slow replies, malformed or truncated
-bodies. Every request is logged.
+bodies. Every request is logged, with the usage it was answered with.
+
+With `caching=True` the usage follows the providers' prompt-caching rules (tests/fake_cache.py:
+Anthropic's breakpoints and minimum prefix per model, OpenAI's automatic prefix caching
+routed by prompt_cache_key); without, every answer reports a fixed usage (11 fresh + 5
+cache-read input tokens, 7 output; OpenAI 11 input of which 3 cached) that older tests pin.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 from skillopt.adapters.environments.sim import TASK_TYPES, SimEnvironment
 from skillopt.adapters.models.offline import OfflineModel
 from skillopt.adapters.protocol import ChatRequest, Message
+from tests.fake_cache import CacheRules, TooManyBreakpoints, text_of
 
 RULES_HEADING = "## Formatting rules"
 
@@ -43,6 +49,7 @@ class Logged:
     headers: dict[str, str]
     body: dict[str, Any]
     status: int
+    usage: dict[str, Any] | None = None  # what a model answer reported
 
 
 @dataclass
@@ -55,8 +62,11 @@ class FakeProvider:
     # response_format and forced tool use (plain text back), "truncate" cuts every reply at
     # the request's max tokens (finish_reason length / stop_reason max_tokens).
     optimizer_mode: str = ""
+    caching: bool = False  # usage under the providers' caching rules (see the module's doc)
+    cache_min: dict[str, int] = field(default_factory=dict)  # model -> minimum prefix
 
     def __post_init__(self) -> None:
+        self.cache = CacheRules(dict(self.cache_min))
         env = SimEnvironment(self.env_options)
         self.items = {
             i.prompt: i for split in ("train", "selection", "test") for i in env.items(split)
@@ -222,7 +232,8 @@ class FakeProvider:
                 answer = fault is not None and (fault.huge or fault.text is not None)
                 status = fault.status if fault and fault.body is None and not answer else 200
                 headers = {k.lower(): v for k, v in self.headers.items()}
-                fake.log.append(Logged(self.path, headers, body, status))
+                logged = Logged(self.path, headers, body, status)
+                fake.log.append(logged)
                 if fault is not None and answer:
                     text = fault.text if fault.text is not None else "x" * fault.huge
                     out = (
@@ -230,6 +241,10 @@ class FakeProvider:
                         if anthropic
                         else fake.openai_body(body, text)
                     )
+                    if fake.caching:  # a scripted answer reads and writes the cache too
+                        rules = fake.cache.anthropic if anthropic else fake.cache.openai
+                        out["usage"] = rules(body, text)
+                    logged.usage = out["usage"]
                     return self._send(200, json.dumps(out).encode())
                 if fault is not None:
                     time.sleep(fault.delay_s)
@@ -249,14 +264,29 @@ class FakeProvider:
                 time.sleep(fake.latency_s)
                 if anthropic:
                     system = "".join(b["text"] for b in body["system"])
-                    user = body["messages"][-1]["content"]
                 else:
-                    system = body["messages"][0]["content"]
-                    user = body["messages"][-1]["content"]
+                    system = text_of(body["messages"][0]["content"])
+                user = text_of(body["messages"][-1]["content"])
                 text = fake.answer(system, user)
                 if fake.optimizer_mode and user not in fake.items:
-                    return self._send(200, json.dumps(fake.degraded(body, text)).encode())
-                out = fake.anthropic_body(body, text) if anthropic else fake.openai_body(body, text)
+                    out = fake.degraded(body, text)
+                else:
+                    out = (
+                        fake.anthropic_body(body, text)
+                        if anthropic
+                        else fake.openai_body(body, text)
+                    )
+                if fake.caching:
+                    try:
+                        rules = fake.cache.anthropic if anthropic else fake.cache.openai
+                        out["usage"] = rules(body, text)
+                    except TooManyBreakpoints as exc:
+                        logged.status = 400
+                        error = {"type": "invalid_request_error", "message": str(exc)}
+                        return self._send(
+                            400, json.dumps({"type": "error", "error": error}).encode()
+                        )
+                logged.usage = out["usage"]
                 return self._send(200, json.dumps(out).encode())
 
         return Handler

@@ -22,6 +22,7 @@ from tests.conftest import (
     event_rows,
     skillopt_process,
 )
+from tests.fake_cache import text_of
 from tests.fakes import FakeProvider, Fault
 from tests.test_providers import KEY, roles
 
@@ -126,7 +127,8 @@ def test_a_killed_remote_run_never_pays_twice_for_a_journaled_call(
             assert finish.wait(timeout=120) == 0, finish.stderr.read()  # type: ignore[union-attr]
             for r in fake.log[seen:]:  # nothing journaled before the kill was asked again
                 system = "".join(b["text"] for b in r.body["system"])
-                assert (system, r.body["messages"][-1]["content"]) not in before
+                # the last message's text (its blocks joined: a cached prefix is one)
+                assert (system, text_of(r.body["messages"][-1]["content"])) not in before
         assert skillopt_process("run", "--db", str(db)).wait(timeout=120) == 0
     finally:
         fake.close()

@@ -1,10 +1,17 @@
 """`anthropic`: the Messages API through the official SDK.
 
-The system prompt (for the target: the skill document) is one block marked for prompt
-caching. A request with a JSON schema is answered through forced tool use, and the tool
-input is returned as the reply's JSON text (option `structured_output: false`: no tool, the
-prompt alone asks for JSON, for servers that ignore tool choice). Usage records cache writes
-and reads.
+Prompt caching is explicit on this API: a `cache_control` breakpoint caches the prefix up to
+and including its block (tools, then system, then messages), at most 4 per request, and only
+a prefix of the model's minimum length or more. The system prompt (for the target: the skill
+document; for the optimizer: its template, after the tool schema) is one block with a
+breakpoint. When the request says the first message starts with a stable part
+(`ChatRequest.cache_prefix`: the optimizer's current skill), that part becomes a block of its
+own with a second breakpoint, so tools + template + skill are one cached prefix and each call
+pays only for its own payload; a re-ask (a follow-up turn after the original prompt) reads
+the same prefix. A request with a JSON schema is answered through forced tool use, and the
+tool input is returned as the reply's JSON text (option `structured_output: false`: no tool,
+the prompt alone asks for JSON, for servers that ignore tool choice). Usage records cache
+writes and reads.
 """
 
 from __future__ import annotations
@@ -25,6 +32,27 @@ FINISH = {
     "tool_use": "tool_use",
     "refusal": "content_filter",
 }
+
+
+EPHEMERAL = {"type": "ephemeral"}  # the 5-minute cache, written at 1.25x the input price
+
+
+def message_params(request: ChatRequest) -> list[dict[str, Any]]:
+    """The messages, the first one split at `cache_prefix` with a breakpoint after its stable
+    part (two text blocks the model reads as the one text)."""
+    out: list[dict[str, Any]] = []
+    for k, m in enumerate(request.messages):
+        cut = request.cache_prefix if k == 0 else 0
+        if 0 < cut <= len(m.content):
+            blocks: list[dict[str, Any]] = [
+                {"type": "text", "text": m.content[:cut], "cache_control": EPHEMERAL}
+            ]
+            if cut < len(m.content):  # the API refuses an empty text block
+                blocks.append({"type": "text", "text": m.content[cut:]})
+            out.append({"role": m.role, "content": blocks})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
 
 
 class AnthropicModel:
@@ -49,10 +77,8 @@ class AnthropicModel:
         params: dict[str, Any] = {
             "model": s.model,
             "max_tokens": request.max_tokens,
-            "system": [
-                {"type": "text", "text": request.system, "cache_control": {"type": "ephemeral"}}
-            ],
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "system": [{"type": "text", "text": request.system, "cache_control": EPHEMERAL}],
+            "messages": message_params(request),
         }
         if s.temperature is not None:
             params["extra_body"] = {"temperature": s.temperature}

@@ -1,6 +1,13 @@
 """`openai` and `azure`: Chat Completions through the official SDK. The same backend covers
 any OpenAI-compatible server (vLLM, Ollama, llama.cpp) through base_url, where a key may be
-unnecessary. A request with a JSON schema asks for `response_format` json_schema."""
+unnecessary. A request with a JSON schema asks for `response_format` json_schema.
+
+Prompt caching is automatic on this API (prompts of 1,024 tokens or more, hits on the longest
+previously seen prefix in 128-token steps; the request's static part comes first: schema,
+system, then the messages). Requests are routed to a cache by a hash of their first tokens
+and `prompt_cache_key`: skillopt sends `ChatRequest.cache_key` (per run, role and skill) so
+the concurrent calls of one stage land where their prefix is cached (option
+`prompt_cache_key: false` leaves it out, for a server that refuses unknown fields)."""
 
 from __future__ import annotations
 
@@ -23,8 +30,9 @@ class OpenAIModel:
     def __init__(self, settings: RoleSettings) -> None:
         import openai  # imported here: commands that never call a model stay fast
 
-        opts = options_for(settings, {"structured_output": True})
+        opts = options_for(settings, {"structured_output": True, "prompt_cache_key": True})
         self.structured = bool(opts["structured_output"])
+        self.send_cache_key = bool(opts["prompt_cache_key"])
         self.settings = settings
         self.name = settings.model
         common: dict[str, Any] = {"max_retries": 0, "timeout": settings.timeout_s}
@@ -62,6 +70,8 @@ class OpenAIModel:
             params["temperature"] = s.temperature
         if s.reasoning_effort:
             params["reasoning_effort"] = s.reasoning_effort
+        if request.cache_key and self.send_cache_key:
+            params["prompt_cache_key"] = request.cache_key
         if request.json_schema is not None and self.structured:
             params["response_format"] = {
                 "type": "json_schema",

@@ -113,7 +113,11 @@ def _journal_rows(ledger: Any) -> tuple[_Journal, str | None]:
         return _Journal({}, set(), [], ledger.blob_keys()), problem
     rows = {
         c.id: JournalRow(
-            c.status, c.role, c.response_blob, (c.tokens_in, c.tokens_out, c.cache_read)
+            c.status,
+            c.role,
+            c.response_blob,
+            (c.tokens_in, c.tokens_out, c.cache_read),
+            c.cache_write or 0,
         )
         for c in calls
     }
@@ -266,11 +270,14 @@ def doctor(
 
         loaded = load_config(config_path, [])
         config, _ = resolve_data_paths(loaded.data, config_path)  # data relative to the file
-        for line in loaded.warnings:
-            sys.stderr.write(f"warning: {line}\n")
+        warnings = [*loaded.warnings, *_cache_warnings(config, config_path)]
     else:
         ledger, row = open_run(db, run)
-        config = load_state(ledger, row.id).cfg
+        state = load_state(ledger, row.id)
+        config = state.cfg
+        warnings = [w for w in state.warnings if "cacheable prefix" in w]  # said at init
+    for line in warnings:
+        sys.stderr.write(f"warning: {line}\n")
     roles = ("target", "optimizer") + (("judge",) if config.models.judge else ())
     results = [_probe(config, role) for role in roles]
     sizes = _dataset_sizes(config) if config_path is not None and not json_ else None
@@ -291,6 +298,15 @@ def doctor(
             print("dataset   " + ", ".join(f"{n} {split}" for split, n in sizes.items()) + " items")
     if not all(r["ok"] for r in results):
         raise CheckFailed("a model role does not work; see above")
+
+
+def _cache_warnings(config: Any, config_path: Path) -> list[str]:
+    """The prompt-cache warning (a role's cacheable prefix under its model's minimum), for
+    the config's initial skill; nothing when the skill file is missing (init says so)."""
+    from skillopt.commands.caching import cache_warnings
+
+    skill = (config_path.parent / config.env.skill_init).resolve()
+    return cache_warnings(config, skill.read_text("utf-8")) if skill.is_file() else []
 
 
 def _dataset_sizes(config: Any) -> dict[str, int]:

@@ -32,6 +32,7 @@ def _ask(
     user: str,
     hints: Mapping[str, Any],
     schema: Mapping[str, Any] | None,
+    cache_prefix: int = 0,
 ) -> tuple[str, CallRecord]:
     role = ctx.config.models.optimizer
     messages = tuple(Message(r, c) for r, c in history) + (Message("user", user),)  # type: ignore[arg-type]
@@ -44,6 +45,9 @@ def _ask(
         max_tokens=role.max_tokens or DEFAULT_MAX_TOKENS,
         temperature=role.temperature,
         json_schema=schema,
+        # the stable part of the first user message (the current skill): a re-ask repeats
+        # that message as its first turn, so it reads the same cached prefix
+        cache_prefix=cache_prefix,
     )
     reply = model.complete(request)
     prompt = canonical_json(
@@ -61,7 +65,10 @@ def _ask(
         response_hash=response_hash,
         model=reply.model,
         tokens=Tokens(
-            input=reply.input_tokens, output=reply.output_tokens, cached=reply.cache_read_tokens
+            input=reply.input_tokens,
+            output=reply.output_tokens,
+            cached=reply.cache_read_tokens,
+            written=reply.cache_write_tokens,
         ),
         call_id=model.call_ids[-1],
     )
@@ -79,15 +86,24 @@ def ask_and_parse(
     *,
     step: int,
     unit: str,
+    cache_prefix: int = 0,
 ) -> Answer[T]:
     model = ctx.model_for("optimizer", step, purpose, unit)
-    first, call = _ask(ctx, model, purpose, system, (), user, hints, schema)
+    first, call = _ask(ctx, model, purpose, system, (), user, hints, schema, cache_prefix)
     try:
         return Answer(parse(first), "", call, None)
     except ReplyError as exc:
         history = (("user", user), ("assistant", first))
         second, reask = _ask(
-            ctx, model, purpose, system, history, reask_message(str(exc)), hints, schema
+            ctx,
+            model,
+            purpose,
+            system,
+            history,
+            reask_message(str(exc)),
+            hints,
+            schema,
+            cache_prefix,
         )
         try:
             return Answer(parse(second), "", call, reask)
@@ -112,6 +128,7 @@ def send(ctx: StageContext, a: Ask, *, step: int, unit: str) -> Answer[Any]:
         a.parse,
         step=step,
         unit=unit,
+        cache_prefix=a.cache_prefix,
     )
 
 

@@ -15,6 +15,9 @@ from skillopt.machine.decisions import gate as gate_rules
 from skillopt.machine.loop import transitions as tr
 from skillopt.machine.stages import evaluations
 
+# A finished unit: batch, item, result, call ids, prompt-cache writes (target's, judge's).
+Done = tuple[int, Item, RolloutResult, list[str], tuple[int, int]]
+
 
 def roll(
     ctx: StageContext,
@@ -37,15 +40,17 @@ def roll(
     workers = ctx.config.train.workers
     judged = "judge" in env_roles(ctx.env)
 
-    def one(unit: tuple[int, Item]) -> tuple[int, Item, RolloutResult, list[str]]:
+    def one(unit: tuple[int, Item]) -> Done:
         batch, item = unit
         name = f"{batch}/{item.id}" if phase == "train" else f"{item.id}@{skill_hash[:12]}"
         model = ctx.model_for("target", step, f"rollout:{phase}", name)
         if not judged:
-            return batch, item, ctx.env.rollout(item, skill, model), model.call_ids
+            result = ctx.env.rollout(item, skill, model)
+            return batch, item, result, model.call_ids, (model.cache_written, 0)
         judge = ctx.model_for("judge", step, f"judge:{phase}", name)
         result = ctx.env.rollout(item, skill, model, judge=judge)  # type: ignore[call-arg]
-        return batch, item, result, model.call_ids + judge.call_ids
+        written = (model.cache_written, judge.cache_written)
+        return batch, item, result, model.call_ids + judge.call_ids, written
 
     label = f"{phase} rollout" + (f" (step {step})" if step else "")
     with ctx.progress.task(label, len(units)) as bar:
@@ -72,9 +77,9 @@ def _scored(
     phase: str,
     step: int,
     skill_hash: str,
-    done: tuple[int, Item, RolloutResult, list[str]],
+    done: Done,
 ) -> ev.RolloutScored:
-    batch, item, result, call_ids = done
+    batch, item, result, call_ids, written = done
     (trajectory_hash,) = ctx.store(result.trajectory)
     return ev.RolloutScored(
         phase=phase,  # type: ignore[arg-type]
@@ -92,6 +97,7 @@ def _scored(
             input=result.input_tokens,
             output=result.output_tokens,
             cached=result.cached_tokens,
+            written=written[0],
         ),
         judge_tokens=None
         if not any(result.judge_tokens)
@@ -99,6 +105,7 @@ def _scored(
             input=result.judge_tokens[0],
             output=result.judge_tokens[1],
             cached=result.judge_tokens[2],
+            written=written[1],
         ),
         call_ids=call_ids,
     )

@@ -316,6 +316,21 @@ class Prices(_Section):
     cached_input: float | None = Field(default=None, ge=0.0, description="unset: the input price")
 
 
+class CacheSettings(_Section):
+    """A role's prompt-cache rules: the built-in model table's (machine/config/models_table.py)
+    unless given; `init` records what it assumed, so a run's report never changes with it."""
+
+    min_prefix_tokens: int | None = Field(
+        default=None, ge=0, description="the shortest prefix the provider caches"
+    )
+    write_price: float | None = Field(
+        default=None, ge=0.0, description="per million tokens written; unset: the input price"
+    )
+    read_price: float | None = Field(
+        default=None, ge=0.0, description="per million tokens read; unset: prices.cached_input"
+    )
+
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
@@ -351,6 +366,7 @@ class RoleConfig(_Section):
         default=600.0, gt=0, le=86_400, description="give up a call after this"
     )
     prices: Prices | None = None
+    cache: CacheSettings | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("api_key_env")
@@ -413,7 +429,9 @@ class TrackingConfig(_Section):
 #    guidance, appendix notes read from every line and keyed as the reference keys them, stray
 #    SLOW_UPDATE markers, lr_control_mode none applies the schedule outside a full rewrite, and
 #    largest-remainder ties go to the larger ratio part. Runs recorded before keep the old rules.
-CONFIG_VERSION = 3
+# 4: (issue 14, prompt caching) a reflection request declares the reply schema of the active
+#    update mode only (lean_optimizer_input), not all three modes'.
+CONFIG_VERSION = 4
 
 
 class SkilloptConfig(_Section):
@@ -432,6 +450,12 @@ class SkilloptConfig(_Section):
     def parity(self) -> bool:
         """Whether this run follows the reference where version <= 2 differed (issue 16)."""
         return self.config_version >= 3
+
+    @property
+    def lean_optimizer_input(self) -> bool:
+        """Whether reflection requests declare the active update mode's schema alone (issue
+        14): the request is recorded in the call journal, so earlier runs keep the full one."""
+        return self.config_version >= 4
 
     @property
     def budget_control(self) -> str:

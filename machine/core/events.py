@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from skillopt.machine.core.edits import Edit, SkillCandidate, Suggestion
 
@@ -74,6 +74,16 @@ class Tokens(BaseModel):
     input: int = 0  # all input tokens, cached ones included
     output: int = 0
     cached: int = 0  # input tokens read from the provider's prompt cache
+    # input tokens written to the provider's prompt cache (billed at its write price); left
+    # out of the payload while 0, so calls recorded before it keep their exact payloads
+    written: int = 0
+
+    @model_serializer(mode="wrap")
+    def _without_zero_writes(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if not out.get("written"):
+            out.pop("written", None)
+        return out
 
 
 class CallRecord(BaseModel):

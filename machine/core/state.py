@@ -160,6 +160,8 @@ class TrainerState:
     meta_skills: Mapping[int, MetaSkillDone] = field(default_factory=dict)
     # stage -> (calls, input tokens, output tokens, cached input tokens)
     tokens: Mapping[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    # stage -> input tokens written to the provider's prompt cache (only stages that wrote)
+    cache_written: Mapping[str, int] = field(default_factory=dict)
     unusable: Mapping[str, int] = field(default_factory=dict)  # stage -> replies unusable twice
     unusable_streak: int = 0  # steps in a row skipped as reflection_unusable
     judge_unusable_streak: int = 0  # steps in a row whose judge replies were all unusable

@@ -18,8 +18,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from skillopt.machine.config.schema import Prices, SkilloptConfig
+from skillopt.machine.config.schema import CacheSettings, Prices, SkilloptConfig
 from skillopt.machine.decisions.merge_plan import merge_plan
+from skillopt.machine.decisions.spending import cache_prices
 
 ASSUMED_OUTPUT = {  # tokens of a reply, by purpose
     "reflect": 700,
@@ -68,20 +69,32 @@ class _Tally:
         row = self.calls.setdefault(role, {}).setdefault(stage, [0, 0])
         row[0] += lo
         row[1] += hi
-        t = self.tokens.setdefault(role, [[0, 0], [0, 0], [0, 0]])
+        t = self.tokens.setdefault(role, [[0, 0], [0, 0], [0, 0], [0, 0]])
         t[0][0], t[0][1] = t[0][0] + lo * tin, t[0][1] + hi * tin
         t[1][0], t[1][1] = t[1][0] + lo * tout, t[1][1] + hi * tout
         t[2][0] += max(0, lo - 1) * static  # the first call writes the cache, the rest read it
+        t[3][0] += static if lo else 0
 
 
-def _cost(prices: Prices | None, t: list[list[int]], low: bool) -> float | None:
+def _cost(
+    prices: Prices | None, cache: CacheSettings | None, t: list[list[int]], low: bool
+) -> float | None:
     if prices is None:
         return None
     k = 0 if low else 1
-    cached = t[2][k]
-    cached_price = prices.input if prices.cached_input is None else prices.cached_input
-    fresh = t[0][k] - cached
-    return round((fresh * prices.input + cached * cached_price + t[1][k] * prices.output) / 1e6, 4)
+    cached, written = t[2][k], t[3][k]
+    read_price, write_price = cache_prices(prices, cache)
+    fresh = t[0][k] - cached - written
+    raw = fresh * prices.input + cached * read_price + written * write_price
+    return round((raw + t[1][k] * prices.output) / 1e6, 4)
+
+
+def _cacheable(config: SkilloptConfig, role: str, static: int) -> int:
+    """The tokens a provider caches of a prefix: none under the role's model minimum."""
+    settings = getattr(config.models, role, None)
+    cache = settings.cache if settings is not None else None
+    minimum = (cache.min_prefix_tokens if cache is not None else None) or 0
+    return static if static >= minimum else 0
 
 
 def estimate(config: SkilloptConfig, w: Workload) -> dict[str, Any]:
@@ -97,9 +110,10 @@ def estimate(config: SkilloptConfig, w: Workload) -> dict[str, Any]:
         tokens((w.judge_chars or 0) + w.prompt_chars + w.answer_chars) + w.target_reply_tokens
     )
     tally = _Tally()
+    target_cacheable = _cacheable(config, "target", skill)
 
     def rollouts(stage: str, lo: int, hi: int) -> None:
-        tally.add("target", stage, lo, hi, target_in, w.target_reply_tokens, skill)
+        tally.add("target", stage, lo, hi, target_in, w.target_reply_tokens, target_cacheable)
         if judged:
             n = w.judge_calls
             tally.add("judge", stage.replace("rollout", "judge"), n * lo, n * hi, judge_in, 80, 0)
@@ -107,7 +121,8 @@ def estimate(config: SkilloptConfig, w: Workload) -> dict[str, Any]:
     def ask(purpose: str, lo: int, hi: int, extra_tokens: int) -> None:
         static = tokens(w.template_chars.get(purpose, 0))
         tin = static + skill + extra_tokens
-        tally.add("optimizer", purpose, lo, hi, tin, ASSUMED_OUTPUT[purpose], static + skill)
+        cacheable = _cacheable(config, "optimizer", static + skill)
+        tally.add("optimizer", purpose, lo, hi, tin, ASSUMED_OUTPUT[purpose], cacheable)
 
     sel_lo = math.ceil(n_sel / 2) if e.early_reject else n_sel
     rollouts("rollout:selection", n_sel, n_sel)  # the baseline
@@ -143,7 +158,9 @@ def estimate(config: SkilloptConfig, w: Workload) -> dict[str, Any]:
         rollouts("rollout:test", n_test, 3 * n_test)
     roles: dict[str, Any] = {}
     for role, t3 in sorted(tally.tokens.items()):
-        prices = getattr(config.models, role).prices if getattr(config.models, role) else None
+        settings = getattr(config.models, role)
+        prices = settings.prices if settings else None
+        cache = settings.cache if settings else None
         roles[role] = {
             "calls": [
                 sum(v[0] for v in tally.calls[role].values()),
@@ -153,7 +170,7 @@ def estimate(config: SkilloptConfig, w: Workload) -> dict[str, Any]:
             "input_tokens": t3[0],
             "output_tokens": t3[1],
             "cached_input_tokens": [t3[2][0], 0],
-            "usd": [_cost(prices, t3, True), _cost(prices, t3, False)],
+            "usd": [_cost(prices, cache, t3, True), _cost(prices, cache, t3, False)],
         }
     usd = [r["usd"] for r in roles.values()]
     total = (
@@ -174,6 +191,8 @@ def estimate(config: SkilloptConfig, w: Workload) -> dict[str, Any]:
             "upper bound: every step gated on a fresh candidate, nothing reused, no cache",
             "lower bound: "
             + ("early reject stops a candidate halfway; " if e.early_reject else "")
-            + "the test passes share one skill; the skill is read from the prompt cache",
+            + "the test passes share one skill; the skill is read from the prompt cache "
+            "(written once per kind of call, at the write price), where the prefix reaches "
+            "the model's minimum",
         ],
     }

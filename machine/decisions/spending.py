@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from skillopt.machine.config.schema import Prices
+from skillopt.machine.config.schema import CacheSettings, Prices
 from skillopt.machine.core.state import TrainerState
 
 
@@ -10,9 +10,16 @@ def stage_cost(
     state: TrainerState, stage: str, tokens_in: int, tokens_out: int, cached: int = 0
 ) -> float | None:
     """Cost of a stage's tokens at its role's prices (role_of); cached input at the cached
-    price (the input price when none is set)."""
+    price (the input price when none is set), the stage's cache writes at the write price."""
     role = getattr(state.cfg.models, role_of(stage))
-    return token_cost(role.prices if role is not None else None, tokens_in, tokens_out, cached)
+    return token_cost(
+        role.prices if role is not None else None,
+        tokens_in,
+        tokens_out,
+        cached,
+        written=state.cache_written.get(stage, 0),
+        cache=role.cache if role is not None else None,
+    )
 
 
 def role_of(stage: str) -> str:
@@ -22,16 +29,53 @@ def role_of(stage: str) -> str:
     return "judge" if stage.startswith("judge") else "optimizer"
 
 
+def cache_prices(prices: Prices, cache: CacheSettings | None) -> tuple[float, float]:
+    """(read, write) price per million cached tokens: the role's cache settings, else
+    `prices.cached_input` for reads and the input price for writes (no premium)."""
+    read = prices.input if prices.cached_input is None else prices.cached_input
+    write = prices.input
+    if cache is not None:
+        read = read if cache.read_price is None else cache.read_price
+        write = write if cache.write_price is None else cache.write_price
+    return read, write
+
+
 def token_cost(
-    prices: Prices | None, tokens_in: int, tokens_out: int, cached: int, digits: int = 6
+    prices: Prices | None,
+    tokens_in: int,
+    tokens_out: int,
+    cached: int,
+    digits: int = 6,
+    *,
+    written: int = 0,
+    cache: CacheSettings | None = None,
 ) -> float | None:
-    """One call's cost at `prices` (per million tokens), rounded to `digits` decimals."""
+    """One call's (or a stage's) cost at `prices` (per million tokens), rounded to `digits`
+    decimals. `tokens_in` counts every input token: `cached` ones read from the prompt cache
+    and `written` ones written to it (Anthropic bills a 5-minute write at 1.25x input)."""
     if prices is None:
         return None
-    cached_price = prices.input if prices.cached_input is None else prices.cached_input
-    fresh = max(0, tokens_in - cached)
-    raw = fresh * prices.input + cached * cached_price + tokens_out * prices.output
+    read_price, write_price = cache_prices(prices, cache)
+    fresh = max(0, tokens_in - cached - written)
+    raw = (
+        fresh * prices.input
+        + cached * read_price
+        + written * write_price
+        + tokens_out * prices.output
+    )
     return round(raw / 1e6, digits)
+
+
+def cache_saved(
+    prices: Prices | None, cache: CacheSettings | None, cached: int, written: int
+) -> float | None:
+    """Dollars the prompt cache saved on these tokens against paying them all as fresh input:
+    reads save (input - read price), writes cost their premium (write - input price)."""
+    if prices is None:
+        return None
+    read_price, write_price = cache_prices(prices, cache)
+    raw = cached * (prices.input - read_price) - written * (write_price - prices.input)
+    return round(raw / 1e6, 6)
 
 
 def spent(state: TrainerState) -> tuple[float | None, int]:

@@ -62,7 +62,17 @@ def _with_progress(state: TrainerState, **changes: Any) -> TrainerState:
 
 
 def _count(state: TrainerState, stage: str, calls: Iterable[ev.Tokens]) -> TrainerState:
-    return replace(state, tokens=_counted(state, stage, calls))
+    rows = list(calls)
+    state = replace(state, tokens=_counted(state, stage, rows))
+    return _written(state, stage, sum(t.written for t in rows))
+
+
+def _written(state: TrainerState, stage: str, n: int) -> TrainerState:
+    """Prompt-cache writes per stage; a stage without any is left out (old runs: none)."""
+    if not n:
+        return state
+    done = state.cache_written
+    return replace(state, cache_written={**done, stage: done.get(stage, 0) + n})
 
 
 def _counted(
@@ -172,12 +182,16 @@ def _rollout_scored(s: TrainerState, e: ev.RolloutScored, bump: bool = False) ->
         j = e.judge_tokens
         n, i, o, c = counts.get(f"judge:{phase}", (0, 0, 0, 0))
         counts[f"judge:{phase}"] = (n + 1, i + j.input, o + j.output, c + j.cached)
-    return replace(
+    s = replace(
         s,
         seq=seq,
         rollouts=rollouts.set(key, {**rollouts.get(key, {}), unit: score}),
         tokens=counts,
     )
+    if tokens.written or (e.judge_tokens is not None and e.judge_tokens.written):
+        s = _written(s, stage, tokens.written)
+        s = _written(s, f"judge:{phase}", e.judge_tokens.written if e.judge_tokens else 0)
+    return s
 
 
 @on(ev.BaselineEvaluated)

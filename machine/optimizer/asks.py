@@ -8,7 +8,7 @@ checks the recorded prompts and parsed replies against them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from skillopt.machine.core import events as ev
@@ -16,6 +16,7 @@ from skillopt.machine.core.edits import Edit, SkillCandidate, Suggestion
 from skillopt.machine.core.state import TrainerState, eval_key
 from skillopt.machine.decisions.skilldoc import SLOW_UPDATE_END, SLOW_UPDATE_START, region_body
 from skillopt.machine.optimizer.prompts import (
+    SKILL_HEAD,
     budget_user_message,
     consolidation_user_message,
     edit_hints,
@@ -24,6 +25,7 @@ from skillopt.machine.optimizer.prompts import (
     ranking_user_message,
     reflection_user_message,
     rewrite_user_message,
+    skill_prefix,
     slow_update_user_message,
     trajectory_block,
 )
@@ -38,6 +40,7 @@ from skillopt.machine.optimizer.replies import (
     parse_merge_suggestions,
     parse_ranking,
     parse_reflection,
+    reflection_schema,
 )
 from skillopt.machine.optimizer.replies_memory import (
     BUDGET_SCHEMA,
@@ -69,6 +72,13 @@ class Ask:
     schema: Mapping[str, Any]
     parse: Callable[[str], Any]
     hints: Mapping[str, Any] = field(default_factory=dict)
+    # Leading characters of `user` that repeat across the step's calls (the current skill):
+    # sent as a cache hint, never part of the recorded prompt.
+    cache_prefix: int = 0
+
+
+def _cached(ask: Ask, skill: str, heading: str = SKILL_HEAD) -> Ask:
+    return replace(ask, cache_prefix=skill_prefix(ask.user, skill, heading))
 
 
 def meta_text(state: TrainerState, epoch: int, text: Texts) -> str:
@@ -110,14 +120,16 @@ def reflection(state: TrainerState, mb: ev.Minibatch, text: Texts) -> Ask:
             for r in rows
         ],
     }
-    return Ask(
+    schema = reflection_schema(mode, aware) if state.cfg.lean_optimizer_input else None
+    ask = Ask(
         "reflect",
         templates,
         user,
-        REFLECTION_SCHEMA,
+        schema or REFLECTION_SCHEMA,
         lambda t: parse_reflection(t, mb.source_type, len(rows), budget, mode, notes=aware),
         hints,
     )
+    return _cached(ask, skill)
 
 
 def candidate_view(c: SkillCandidate, text: Texts) -> dict[str, Any]:
@@ -144,15 +156,17 @@ def merge_node(
         user = merge_user_message(skill, group, views, meta)
         hints = {"group": group, "kind": "candidates", "patches": views}
         parse: Callable[[str], Any] = lambda t: parse_merge_candidates(t, default_source)  # noqa: E731
-        return Ask("merge", ("merge_candidates",), user, MERGE_CANDIDATES_SCHEMA, parse, hints)
+        ask = Ask("merge", ("merge_candidates",), user, MERGE_CANDIDATES_SCHEMA, parse, hints)
+        return _cached(ask, skill)
     user = merge_user_message(skill, group, patches, meta)  # type: ignore[arg-type]
     hints = {"group": group, "patches": [edit_hints(pt) for pt in patches]}  # type: ignore[arg-type]
     if mode == "rewrite_from_suggestions":
         hints["kind"] = "suggestions"
         parse = lambda t: parse_merge_suggestions(t, default_source)  # noqa: E731
-        return Ask("merge", ("merge_suggestions",), user, MERGE_SUGGESTIONS_SCHEMA, parse, hints)
+        ask = Ask("merge", ("merge_suggestions",), user, MERGE_SUGGESTIONS_SCHEMA, parse, hints)
+        return _cached(ask, skill)
     parse = lambda t: parse_merge(t, default_source)[1]  # noqa: E731
-    return Ask("merge", ("merge",), user, MERGE_SCHEMA, parse, hints)
+    return _cached(Ask("merge", ("merge",), user, MERGE_SCHEMA, parse, hints), skill)
 
 
 def ranking(
@@ -163,7 +177,7 @@ def ranking(
     skill = text(p.parent_hash)
     user = ranking_user_message(skill, pool, budget, meta_text(state, p.epoch, text))
     hints = {"edits": edit_hints(pool), "budget": budget}  # type: ignore[arg-type]
-    return Ask(
+    ask = Ask(
         "rank",
         ("rank",),
         user,
@@ -171,6 +185,7 @@ def ranking(
         lambda t: parse_ranking(t, len(pool), budget),
         hints,
     )
+    return _cached(ask, skill)
 
 
 def budget(state: TrainerState, pool: Sequence[Edit | Suggestion], text: Texts) -> Ask:
@@ -185,7 +200,8 @@ def budget(state: TrainerState, pool: Sequence[Edit | Suggestion], text: Texts) 
         meta_text(state, p.epoch, text),
     )
     hints = {"available": len(pool), "failure_rate": 1.0 - r.rollout_hard}
-    return Ask("budget", ("budget",), user, BUDGET_SCHEMA, parse_budget, hints)
+    ask = Ask("budget", ("budget",), user, BUDGET_SCHEMA, parse_budget, hints)
+    return _cached(ask, text(p.parent_hash))
 
 
 def rewrite(state: TrainerState, suggestions: Sequence[Suggestion], text: Texts) -> Ask:
@@ -194,7 +210,7 @@ def rewrite(state: TrainerState, suggestions: Sequence[Suggestion], text: Texts)
     skill = text(p.parent_hash)
     user = rewrite_user_message(skill, suggestions, buffer_text(state, p.step))
     hints = {"skill": skill, "suggestions": [s.model_dump(mode="json") for s in suggestions]}
-    return Ask("rewrite", ("rewrite",), user, REWRITE_SCHEMA, parse_rewrite, hints)
+    return _cached(Ask("rewrite", ("rewrite",), user, REWRITE_SCHEMA, parse_rewrite, hints), skill)
 
 
 def pair_rows(
@@ -225,7 +241,8 @@ def slow_update(
     rows = pair_rows(state, plan, pairs, text)
     user = slow_update_user_message(text(plan.prev_hash), skill, guidance, rows)
     hints = {"pairs": _pair_hints(rows), "guidance": guidance}
-    return Ask("slow_update", ("slow_update",), user, SLOW_UPDATE_SCHEMA, parse_slow_update, hints)
+    ask = Ask("slow_update", ("slow_update",), user, SLOW_UPDATE_SCHEMA, parse_slow_update, hints)
+    return _cached(ask, skill)
 
 
 def meta_skill(
@@ -235,7 +252,8 @@ def meta_skill(
     memory = meta_text(state, plan.epoch, text)
     user = meta_skill_user_message(text(plan.prev_hash), text(plan.curr_hash), memory, rows)
     hints = {"pairs": _pair_hints(rows), "memory": memory, "epoch": plan.epoch}
-    return Ask("meta_skill", ("meta_skill",), user, META_SKILL_SCHEMA, parse_meta_skill, hints)
+    ask = Ask("meta_skill", ("meta_skill",), user, META_SKILL_SCHEMA, parse_meta_skill, hints)
+    return _cached(ask, text(plan.curr_hash), "## This epoch's last skill\n\n")
 
 
 def consolidation(notes: Sequence[str]) -> Ask:

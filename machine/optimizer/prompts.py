@@ -31,6 +31,18 @@ def trajectory_block(index: int, item_id: str, task_type: str, fail_reason: str,
     return f"### Trajectory {index}: {item_id} [{task_type}] {status}\n{text.strip()}\n"
 
 
+SKILL_HEAD = "## Current Skill\n\n"
+
+
+def skill_prefix(user: str, skill: str, heading: str = SKILL_HEAD) -> int:
+    """How many leading characters of a user message run through its current-skill section
+    (`heading` and the skill): the part a step's calls and a re-ask repeat, which a provider
+    may cache (0 when the message has no such section)."""
+    head = f"{heading}{skill.strip()}\n\n"
+    at = user.find(head)
+    return at + len(head) if at >= 0 else 0
+
+
 def context_sections(buffer: str = "", meta: str = "") -> str:
     """The optional step buffer and optimizer meta skill; empty when neither is in use, so the
     prompts of runs without them are unchanged."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from skillopt.machine.core.edits import Edit, SkillCandidate, Suggestion
 
@@ -115,6 +116,45 @@ class _Reflection(_Loose):
     success_patterns: list[Any] = Field(default_factory=list)
     patch: _Patch
     appendix_notes: list[Any] = Field(default_factory=list)
+
+
+class _PatchEdits(_Loose):
+    reasoning: str = ""
+    edits: list[_RawEdit] = Field(default_factory=list)
+
+
+class _PatchSuggestions(_Loose):
+    reasoning: str = ""
+    revise_suggestions: list[_RawSuggestion] = Field(default_factory=list)
+
+
+class _PatchCandidates(_Loose):
+    reasoning: str = ""
+    skill_candidates: list[_RawCandidate] = Field(default_factory=list)
+
+
+_MODE_PATCH: dict[str, type[_Loose]] = {
+    "patch": _PatchEdits,
+    "rewrite_from_suggestions": _PatchSuggestions,
+    "full_rewrite_minibatch": _PatchCandidates,
+}
+
+
+@cache
+def reflection_schema(mode: str, notes: bool) -> dict[str, Any]:
+    """The reflection reply's schema for the active update mode only, with `appendix_notes`
+    only under skill-aware reflection (config_version >= 4): the schema of all three modes is
+    about half of a small reflect call's input. Parsing is unchanged (parse_reflection reads
+    every mode's fields), so this is what is asked, not what is accepted."""
+    fields: dict[str, Any] = {
+        "batch_size": (int | None, None),
+        "failure_summary": (list[dict[str, Any]], Field(default_factory=list)),
+        "success_patterns": (list[Any], Field(default_factory=list)),
+        "patch": (_MODE_PATCH[mode], ...),
+    }
+    if notes:
+        fields["appendix_notes"] = (list[Any], Field(default_factory=list))
+    return create_model("Reflection", __base__=_Loose, **fields).model_json_schema()
 
 
 class _Merge(_Loose):
@@ -312,6 +352,8 @@ def parse_ranking(text: str, n_edits: int, budget: int) -> Ranking:
 
 
 # What optimizer requests declare as their output schema (structured output where supported).
+# REFLECTION_SCHEMA covers all three update modes (config_version <= 3); reflection_schema
+# the active mode's alone.
 REFLECTION_SCHEMA: dict[str, Any] = _Reflection.model_json_schema()
 MERGE_SCHEMA: dict[str, Any] = _Merge.model_json_schema()
 MERGE_SUGGESTIONS_SCHEMA: dict[str, Any] = _MergeSuggestions.model_json_schema()

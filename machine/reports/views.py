@@ -8,8 +8,9 @@ from typing import Any
 
 from skillopt.machine.core.canonical import short
 from skillopt.machine.core.state import TrainerState
-from skillopt.machine.decisions.spending import by_role, limits, spent, stage_cost
+from skillopt.machine.decisions.spending import by_role, limits, spent
 from skillopt.machine.loop.transitions import FINAL_TEST_ROLES, next_command
+from skillopt.machine.reports.calls import markdown_lines, stage_tokens
 from skillopt.machine.reports.history import unified_diff
 
 
@@ -121,16 +122,7 @@ def report_data(state: TrainerState) -> dict[str, Any]:
         },
         "totals": state.totals(),
         **({"unusable": dict(sorted(state.unusable.items()))} if state.unusable else {}),
-        "tokens": {
-            stage: {
-                "calls": c,
-                "input": i,
-                "output": o,
-                "cached": k,
-                "cost": stage_cost(state, stage, i, o, k),
-            }
-            for stage, (c, i, o, k) in sorted(state.tokens.items())
-        },
+        "tokens": stage_tokens(state),
     }
 
 
@@ -365,17 +357,7 @@ def render_markdown(
     out += _epoch_lines(report.get("epochs", []))
     if fin["test"]:
         out += _test_table(fin["test"])
-    if report["tokens"]:
-        out += [
-            "## Model calls",
-            "",
-            "| stage | calls | input tokens | output tokens | cost |",
-            "|---|---|---|---|---|",
-        ]
-        for stage, tok in report["tokens"].items():
-            cost = "–" if tok["cost"] is None else f"{tok['cost']:.4f}"
-            out.append(f"| {stage} | {tok['calls']} | {tok['input']} | {tok['output']} | {cost} |")
-        out.append("")
+    out += markdown_lines(report["tokens"])
     if report.get("unusable"):
         counts = ", ".join(f"{stage} {n}" for stage, n in report["unusable"].items())
         out += [

@@ -19,6 +19,16 @@ class JournalRow:
     role: str
     response_blob: str | None
     tokens: tuple[int, int, int]  # input, output, cached input
+    written: int = 0  # input written to the prompt cache
+
+
+def _writes(what: str, journaled: int, recorded: int) -> None:
+    """Cache writes are in the events since issue 14: an event that records none may predate
+    that (its calls' writes are journaled all the same), one that records some must match."""
+    if recorded and journaled != recorded:
+        raise LookupError(
+            f"{what}: the journal holds {journaled} cache-write tokens, the event says {recorded}"
+        )
 
 
 def _call_records(value: object) -> Iterator[ev.CallRecord]:
@@ -43,13 +53,16 @@ def _row(rows: Mapping[str, JournalRow], call_id: str) -> JournalRow:
 
 def _rollout(e: ev.RolloutScored, rows: Mapping[str, JournalRow]) -> None:
     sums: dict[str, list[int]] = {"target": [0, 0, 0], "judge": [0, 0, 0]}
+    written: dict[str, int] = {}
     for call_id in e.call_ids:
         row = _row(rows, call_id)
         total = sums.setdefault(row.role, [0, 0, 0])
         for k in range(3):
             total[k] += row.tokens[k]
+        written[row.role] = written.get(row.role, 0) + row.written
     judge = e.judge_tokens or ev.Tokens()
     for role, tokens in (("target", e.tokens), ("judge", judge)):
+        _writes(f"the {role} calls of item {e.item_id}", written.get(role, 0), tokens.written)
         if tuple(sums[role]) != (tokens.input, tokens.output, tokens.cached):
             raise LookupError(
                 f"the {role} calls of item {e.item_id} journal tokens {tuple(sums[role])}, "
@@ -73,6 +86,7 @@ def check_journal(
                 if row.response_blob != call.response_hash:
                     raise LookupError(f"call {call.call_id}: the journal holds another reply")
                 t = call.tokens
+                _writes(f"call {call.call_id}", row.written, t.written)
                 if row.tokens != (t.input, t.output, t.cached):
                     raise LookupError(
                         f"call {call.call_id}: the journal's tokens {row.tokens} are not the "
