@@ -281,3 +281,16 @@ def test_without_ray_installed_the_executor_is_one_line_naming_the_extra(tmp_pat
     assert res.stderr.strip().count("\n") == 0
     assert "skillopt[ray]" in res.stderr and "train.executor" in res.stderr
     assert not db.exists()
+
+
+def test_a_cluster_that_does_not_answer_stops_the_run_in_one_line(cli: Cli, tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    init = ("init", str(EXAMPLE), "--db", str(db), "--name", "r", *SMALL)
+    assert cli(*init, *sets("train.executor=ray", "ray.address=127.0.0.1:9")).code == 0
+    driver = skillopt_process("run", "--db", str(db))  # a process where Ray is not started yet
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 1
+    assert err.strip().count("\n") == 0
+    assert "ray.address 127.0.0.1:9: no Ray cluster answers there" in err
+    assert count_events(db, "stage.failed") == 0  # not the stage's failure: a rerun resumes
+    assert count_events(db, "dataset.loaded") == 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -77,6 +78,8 @@ class RayExecutor:
             options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
             if address is None:
                 options["include_dashboard"] = False
+            if address is not None:
+                _reachable(address)
             try:
                 ray.init(address=address, **options)
             except (ConnectionError, RuntimeError, rx.RayError) as exc:
@@ -87,13 +90,15 @@ class RayExecutor:
             self.owned = True
         self.broker = ray.remote(num_cpus=0)(CallBroker).remote()
         self.recipe_ref = ray.put(self.recipe)
+        options = {
+            "num_cpus": self.settings.num_cpus_per_rollout,
+            "max_retries": self.settings.max_retries,
+            "retry_exceptions": False,  # a unit's own error fails the stage, as locally
+        }
         runtime_env = {**self.settings.runtime_env, "env_vars": self.env_vars}
-        self.task = ray.remote(run_unit).options(
-            num_cpus=self.settings.num_cpus_per_rollout,
-            max_retries=self.settings.max_retries,
-            retry_exceptions=False,  # a unit's own error fails the stage, as locally
-            runtime_env=runtime_env,
-        )
+        if self.settings.runtime_env or self.env_vars:  # none: the job's own workers serve
+            options["runtime_env"] = runtime_env
+        self.task = ray.remote(run_unit).options(**options)
         self.service = JournalService(self.broker, self.calls)
         return self.service
 
@@ -165,6 +170,21 @@ class RayExecutor:
         if self.owned:
             ray.shutdown()
             self.owned = False
+
+
+def _reachable(address: str) -> None:
+    """A head's host:port that does not answer: said at once (Ray itself retries for minutes).
+    `auto` and `ray://` addresses are Ray's to check."""
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ExecutorLost(
+            f"ray.address {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+            "start one (ray start --head) or fix the address; the ledger is as it was"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:
