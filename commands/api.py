@@ -110,6 +110,9 @@ def prepare_run(config_path: Path, name: str | None, overrides: Sequence[str]) -
         from skillopt.commands.tracking import require_mlflow
 
         require_mlflow()  # a missing extra: said at init, not at the first step
+    from skillopt.commands.executors import require_executor
+
+    require_executor(config)  # the same for train.executor: ray
     env, _, _ = build_adapters(config)
     sizes = {split: len(rows) for split, rows in split_items(env, config).items()}
     e = config.evaluation
@@ -217,6 +220,7 @@ def run_to_end(
             if on_stage is not None:
                 on_stage(result)
     finally:
+        ctx.close()
         if mirror is not None:  # what the last stages (or a failure) left unlogged
             mirror.after(state, final=True)
     if ctx.ledger_file is not None:  # the last append too went to the ledger the run opened

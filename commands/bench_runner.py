@@ -452,7 +452,7 @@ def _work(
 ) -> None:
     """Run every (task, config) of the plan not recorded yet, one event per finished task."""
     from skillopt.commands.clock import utc_now
-    from skillopt.commands.journal import JournaledModel
+    from skillopt.commands.journal import JournaledModel, LedgerCalls
     from skillopt.ledger.errors import ConflictError
     from skillopt.machine.core.events import BenchCompleted, BenchTask
     from skillopt.machine.reports.bench import plan_keys, totals
@@ -472,7 +472,7 @@ def _work(
             raise RuntimeError("bench: make_models runs before any task")
         item = items[arm_index][task_id]
         model = JournaledModel(
-            arm.model, ledger, run_id, "target", 0, "bench", f"{arm_index}:{task_id}", utc_now,
+            arm.model, LedgerCalls(ledger), run_id, "target", 0, "bench", f"{arm_index}:{task_id}", utc_now,
         )  # fmt: skip
         start = time.monotonic()
         try:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 from skillopt.adapters.protocol import (
     AdapterError,
@@ -19,7 +20,8 @@ from skillopt.adapters.registry import make_environment, make_model
 from skillopt.commands.clock import utc_now
 from skillopt.commands.config_files import data_source
 from skillopt.commands.errors import InputError
-from skillopt.commands.journal import JournaledModel
+from skillopt.commands.executors import Executor, Port
+from skillopt.commands.journal import CallStore, JournaledModel, LedgerCalls
 from skillopt.ledger.ledger import Ledger
 from skillopt.machine.config.schema import SkilloptConfig
 from skillopt.machine.core.canonical import canonical_json, sha256_text
@@ -183,21 +185,32 @@ class StageContext:
     clock: Callable[[], str] = utc_now
     judge: ChatModel | None = None  # models.judge, for environments with judge scorers
     ledger_file: LedgerFile | None = None  # a SQLite ledger's file, watched while a run writes
+    executor: Executor | None = None  # where per-item work runs (train.executor); None: here
     _texts: dict[str, str] = field(default_factory=dict)
     _pending: dict[str, str] = field(default_factory=dict)  # stored, not yet committed
 
     def model_for(self, role: str, step: int, stage: str, unit: str) -> JournaledModel:
         """The role's model for one unit of work, behind the call journal."""
-        inner = {"target": self.target, "optimizer": self.optimizer}.get(role) or self.judge
-        if inner is None:
-            raise InputError(f"no model for role {role!r}: set models.{role}")
-        settings = getattr(self.config.models, role)
-        limit = settings.max_tokens if self.config.config_version >= 2 else None
-        if role != "optimizer" and limit is not None:  # the role's limit over the env's own
-            return JournaledModel(
-                inner, self.ledger, self.run_id, role, step, stage, unit, self.clock, limit
-            )
-        return JournaledModel(inner, self.ledger, self.run_id, role, step, stage, unit, self.clock)
+        models = {"target": self.target, "optimizer": self.optimizer, "judge": self.judge}
+        where = (self.calls, self.run_id, self.clock)
+        return journaled(self.config, models.get(role), *where, role, step, stage, unit)
+
+    def close(self) -> None:
+        """Release the executor (a Ray instance this run started stops)."""
+        if self.executor is not None:
+            self.executor.close()
+
+    @property
+    def calls(self) -> LedgerCalls:
+        return LedgerCalls(self.ledger)
+
+    def ordered(
+        self, work: Callable[[Any, Any, Port], Any], shared: Any, units: Sequence[Any], width: int
+    ) -> Iterator[Any]:
+        """Per-item work on the run's executor (threads here unless it has another)."""
+        from skillopt.commands.executors.local import LocalExecutor
+
+        return (self.executor or LocalExecutor(self)).ordered(work, shared, units, width)
 
     def item(self, split: str, item_id: str) -> Item:
         try:
@@ -234,3 +247,59 @@ class StageContext:
 
 
 Factory = Callable[[], StageContext]
+
+
+def journaled(
+    config: SkilloptConfig,
+    inner: ChatModel | None,
+    calls: CallStore,
+    run_id: str,
+    clock: Callable[[], str],
+    role: str,
+    step: int,
+    stage: str,
+    unit: str,
+) -> JournaledModel:
+    """A role's model for one unit of work, behind the call journal (in the driver or a worker)."""
+    if inner is None:
+        raise InputError(f"no model for role {role!r}: set models.{role}")
+    settings = getattr(config.models, role)
+    limit = settings.max_tokens if config.config_version >= 2 else None
+    if role != "optimizer" and limit is not None:  # the role's limit over the env's own
+        return JournaledModel(inner, calls, run_id, role, step, stage, unit, clock, limit)
+    return JournaledModel(inner, calls, run_id, role, step, stage, unit, clock)
+
+
+@dataclass(frozen=True)
+class ConfigPort:
+    """A worker's port, built from what a unit may carry: the run's config and id (no ledger
+    URL, no key: the models read their keys from the worker's environment). The environment
+    and the models are built once per worker process (a worker runs many units)."""
+
+    config: SkilloptConfig
+    run_id: str
+
+    def build(self, calls: CallStore) -> Port:
+        key = canonical_json([self.run_id, self.config.model_dump(mode="json")])
+        if key not in _BUILT:
+            env, target, optimizer = build_adapters(self.config)
+            _BUILT[key] = (env, {"target": target, "optimizer": optimizer})
+            _BUILT[key][1]["judge"] = build_judge(self.config)
+        env, models = _BUILT[key]
+        return _WorkerPort(self, env, models, calls)
+
+
+_BUILT: dict[str, tuple[Environment, dict[str, ChatModel | None]]] = {}
+
+
+@dataclass
+class _WorkerPort:
+    recipe: ConfigPort
+    env: Environment
+    models: dict[str, ChatModel | None]
+    calls: CallStore
+
+    def model_for(self, role: str, step: int, stage: str, unit: str) -> JournaledModel:
+        r = self.recipe
+        where = (self.calls, r.run_id, utc_now)
+        return journaled(r.config, self.models.get(role), *where, role, step, stage, unit)

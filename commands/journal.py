@@ -2,13 +2,18 @@
 index within the unit and the sha256 of the full request (role, model, system, messages,
 parameters). A completed answer is committed before the caller goes on and, when the same
 call comes again (a stage re-run after a crash), it is returned from the journal and costs
-nothing. A failed attempt is recorded but never reused as an answer."""
+nothing. A failed attempt is recorded but never reused as an answer.
+
+Where the journal is kept is a `CallStore`: the ledger itself (`LedgerCalls`) in the driver's
+process, or, in a Ray worker, the driver reached through a broker
+(commands/executors/broker.py), so a worker never holds the ledger's URL."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from skillopt.adapters.models.remote import retry_listener
 from skillopt.adapters.protocol import ChatModel, ChatRequest, Completion, ModelCallError
@@ -16,6 +21,39 @@ from skillopt.ledger.journal import Journal
 from skillopt.ledger.ledger import Ledger
 from skillopt.ledger.tables import CallRow
 from skillopt.machine.core.canonical import canonical_json, sha256_text
+
+
+class CallStore(Protocol):
+    """The call journal as a model wrapper needs it: the answer recorded under a key, and
+    recording a call (committed when `record` returns)."""
+
+    def answer(self, call_key: str) -> Completion | None: ...
+
+    def record(self, row: CallRow, texts: list[str]) -> None: ...
+
+
+@dataclass
+class LedgerCalls:
+    """The journal in the ledger (the driver's process)."""
+
+    ledger: Ledger
+
+    def answer(self, call_key: str) -> Completion | None:
+        found = Journal(self.ledger).answer(call_key)
+        if found is None or found.response_blob is None:
+            return None
+        return Completion(
+            text=self.ledger.get_blob(found.response_blob),
+            model=found.model,
+            input_tokens=found.tokens_in,
+            output_tokens=found.tokens_out,
+            cache_read_tokens=found.cache_read,
+            cache_write_tokens=found.cache_write,
+            finish_reason=found.finish_reason or "",
+        )
+
+    def record(self, row: CallRow, texts: list[str]) -> None:
+        Journal(self.ledger).record(row, texts)
 
 
 def request_text(role: str, model: str, request: ChatRequest) -> str:
@@ -46,7 +84,7 @@ class JournaledModel:
     """The model as one unit of work sees it; `call_ids` lists the calls the unit made."""
 
     inner: ChatModel
-    ledger: Ledger
+    journal: CallStore
     run_id: str
     role: str
     step: int
@@ -82,19 +120,11 @@ class JournaledModel:
         )
         call_id = "c" + key[:15]
         self.call_ids.append(call_id)
-        journal = Journal(self.ledger)
+        journal = self.journal
         found = journal.answer(key)
-        if found is not None and found.response_blob is not None:
-            self.cache_written += found.cache_write
-            return Completion(
-                text=self.ledger.get_blob(found.response_blob),
-                model=found.model,
-                input_tokens=found.tokens_in,
-                output_tokens=found.tokens_out,
-                cache_read_tokens=found.cache_read,
-                cache_write_tokens=found.cache_write,
-                finish_reason=found.finish_reason or "",
-            )
+        if found is not None:
+            self.cache_written += found.cache_write_tokens
+            return found
         request_blob = request_hash  # the text is stored with the call's record, in one commit
         row = CallRow(
             id=call_id,

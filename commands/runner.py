@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from skillopt.commands.clock import Clock, utc_now
 from skillopt.commands.context import (
+    ConfigPort,
     LedgerFile,
     LedgerGone,
     Progress,
@@ -20,6 +21,7 @@ from skillopt.commands.context import (
     split_items,
 )
 from skillopt.commands.errors import InputError, RunFailed
+from skillopt.commands.executors import ExecutorLost, make_executor, require_executor
 from skillopt.commands.stages import (
     HandlerGen,
     aggregate,
@@ -141,6 +143,7 @@ def make_context(
             "be written): a run needs to append to it; nothing was called or recorded"
         )
     config = state.cfg
+    require_executor(config)  # before anything is built or called
     env, target, optimizer = build_adapters(config)
     items = split_items(env, config)
     if state.dataset is not None:
@@ -152,7 +155,7 @@ def make_context(
                 )
     by_id = {split: {i.id: i for i in rows} for split, rows in items.items()}
     judge = build_judge(config)
-    return StageContext(
+    ctx = StageContext(
         config,
         env,
         target,
@@ -165,6 +168,8 @@ def make_context(
         judge,
         LedgerFile.of(ledger),
     )
+    ctx.executor = make_executor(config, ctx, ConfigPort(config, run_id), ctx.calls)
+    return ctx
 
 
 @dataclass
@@ -218,6 +223,8 @@ def run_stage(
             f"{exc}; the events appended so far are kept; run again to continue from them"
         ) from None
     except LedgerGone as exc:  # nothing may be recorded: not even a stage.failed
+        raise RunFailed(str(exc)) from None
+    except ExecutorLost as exc:  # not the stage's failure: running again resumes it
         raise RunFailed(str(exc)) from None
     except LedgerWriteError as exc:  # recording a stage.failed would be refused too
         raise RunFailed(f"{exc}; `skillopt run` continues once it can write") from None

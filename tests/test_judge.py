@@ -21,7 +21,7 @@ from skillopt.adapters.protocol import (
     Message,
     ModelCallError,
 )
-from skillopt.commands.journal import JournaledModel
+from skillopt.commands.journal import JournaledModel, LedgerCalls
 from skillopt.ledger.ledger import Ledger
 from tests.conftest import Cli, event_rows
 
@@ -135,7 +135,9 @@ def test_an_unusable_judge_reply_is_re_asked_then_a_scorer_error(tmp_path: Path)
 def test_a_request_of_another_role_is_refused(tmp_path: Path) -> None:
     ledger = Ledger.open(str(tmp_path / "j.db"), create=True)
     target = OfflineModel("target", "t", {})
-    model = JournaledModel(target, ledger, "r1", "target", 0, "rollout", "u", lambda: "t")
+    model = JournaledModel(
+        target, LedgerCalls(ledger), "r1", "target", 0, "rollout", "u", lambda: "t"
+    )
     request = ChatRequest("optimizer", "s", (Message("user", "judge this"),), "judge", {})
     with pytest.raises(ModelCallError, match="'optimizer' request was made through the 'target'"):
         model.complete(request)

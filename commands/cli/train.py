@@ -78,7 +78,11 @@ def step(db: DbOpt = DEFAULT_DB, run: RunOpt = None, json_: JsonOpt = False) -> 
     if state.completed is not None:
         emit_json([]) if json_ else print(f"run {row.name!r} is complete; nothing to do")
         return
-    result = run_stage(ledger, row.id, state, make_context(ledger, row.id, state, Progress()))
+    ctx = make_context(ledger, row.id, state, Progress())
+    try:
+        result = run_stage(ledger, row.id, state, ctx)
+    finally:
+        ctx.close()
     assert result is not None
     if json_:
         emit_json([e.as_json() for e in result.appended])

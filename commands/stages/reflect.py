@@ -4,9 +4,9 @@ per minibatch, concurrently; proposals are recorded in minibatch order."""
 from __future__ import annotations
 
 from skillopt.commands.context import StageContext
+from skillopt.commands.executors.local import ordered_map
 from skillopt.commands.stages import HandlerGen
 from skillopt.commands.stages.calls import decide
-from skillopt.commands.stages.concurrency import ordered_map
 from skillopt.machine.core import events as ev
 from skillopt.machine.core.state import TrainerState
 from skillopt.machine.loop import transitions as tr

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 
 from skillopt.adapters.protocol import Item, RolloutResult
 from skillopt.commands.context import StageContext, env_roles
+from skillopt.commands.executors import Port
 from skillopt.commands.stages import Batch, HandlerGen
 from skillopt.commands.stages.calls import decide
-from skillopt.commands.stages.concurrency import ordered_map
 from skillopt.machine.core import events as ev
 from skillopt.machine.core.state import TrainerState
 from skillopt.machine.decisions import gate as gate_rules
@@ -17,6 +18,33 @@ from skillopt.machine.stages import evaluations
 
 # A finished unit: batch, item, result, call ids, prompt-cache writes (target's, judge's).
 Done = tuple[int, Item, RolloutResult, list[str], tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class RolloutJob:
+    """What the units of one roll share: the phase, the step, the skill (by hash and text)."""
+
+    phase: str
+    step: int
+    skill_hash: str
+    skill: str
+    judged: bool  # the environment's rollouts also take the judge model
+
+
+def rollout_unit(job: RolloutJob, unit: tuple[int, Item], port: Port) -> Done:
+    """One rollout, wherever the executor runs it: (batch, item, result, the calls it made,
+    the prompt-cache writes of those calls)."""
+    batch, item = unit
+    phase, step = job.phase, job.step
+    name = f"{batch}/{item.id}" if phase == "train" else f"{item.id}@{job.skill_hash[:12]}"
+    model = port.model_for("target", step, f"rollout:{phase}", name)
+    if not job.judged:
+        result = port.env.rollout(item, job.skill, model)
+        return batch, item, result, model.call_ids, (model.cache_written, 0)
+    judge = port.model_for("judge", step, f"judge:{phase}", name)
+    result = port.env.rollout(item, job.skill, model, judge=judge)  # type: ignore[call-arg]
+    written = (model.cache_written, judge.cache_written)
+    return batch, item, result, model.call_ids + judge.call_ids, written
 
 
 def roll(
@@ -36,22 +64,8 @@ def roll(
     resumed run restarted. Units go out in chunks of the stop's horizon (the fewest units that
     could settle it), all concurrently: a stop can only fall on a chunk's last unit, so no unit
     is rolled past it. Were one ever (a horizon is a bound), its result would be dropped."""
-    skill = ctx.text(skill_hash)
+    job = RolloutJob(phase, step, skill_hash, ctx.text(skill_hash), "judge" in env_roles(ctx.env))
     workers = ctx.config.train.workers
-    judged = "judge" in env_roles(ctx.env)
-
-    def one(unit: tuple[int, Item]) -> Done:
-        batch, item = unit
-        name = f"{batch}/{item.id}" if phase == "train" else f"{item.id}@{skill_hash[:12]}"
-        model = ctx.model_for("target", step, f"rollout:{phase}", name)
-        if not judged:
-            result = ctx.env.rollout(item, skill, model)
-            return batch, item, result, model.call_ids, (model.cache_written, 0)
-        judge = ctx.model_for("judge", step, f"judge:{phase}", name)
-        result = ctx.env.rollout(item, skill, model, judge=judge)  # type: ignore[call-arg]
-        written = (model.cache_written, judge.cache_written)
-        return batch, item, result, model.call_ids + judge.call_ids, written
-
     label = f"{phase} rollout" + (f" (step {step})" if step else "")
     with ctx.progress.task(label, len(units)) as bar:
         start = 0
@@ -59,7 +73,7 @@ def roll(
             size = len(units) - start
             if until is not None:
                 size = max(1, min(size, until.horizon(state) or size))
-            chunk = ordered_map(one, units[start : start + size], workers)
+            chunk = ctx.ordered(rollout_unit, job, units[start : start + size], workers)
             try:
                 for done in chunk:
                     state = yield _scored(ctx, phase, step, skill_hash, done)

@@ -34,6 +34,10 @@ class TrainConfig(_Section):
         default=0, ge=0, le=10_000_000, description="0 = the size of the train split"
     )
     workers: int = Field(default=8, ge=1, le=1024, description="concurrent rollouts")
+    # An execution setting, like workers: the events are the same whichever runs the units.
+    executor: Literal["local", "ray"] = Field(
+        default="local", description="where per-item work runs: local threads, or Ray tasks"
+    )
 
 
 class GradientConfig(_Section):
@@ -423,6 +427,48 @@ class TrackingConfig(_Section):
         return uri
 
 
+class RayConfig(_Section):
+    """How per-item work runs on Ray (train.executor: ray). Execution settings: nothing here
+    changes what a run decides or records, so a fork may change any of them."""
+
+    address: str = Field(
+        default="",
+        description="empty: start a local Ray instance; auto or ray://host:port: join a cluster",
+    )
+    num_cpus_per_rollout: float = Field(default=1.0, gt=0, le=1024)
+    max_retries: int = Field(
+        default=3, ge=0, le=100, description="runs again of a unit whose worker died"
+    )
+    env_vars: list[str] = Field(
+        default_factory=list,
+        description="NAMES of driver environment variables the workers get (the roles' "
+        "api_key_env always go)",
+    )
+    runtime_env: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the workers' Ray runtime environment (pip, py_modules, working_dir...)",
+    )
+
+    @field_validator("env_vars")
+    @classmethod
+    def _names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not _ENV_NAME.match(name):  # never echo it: it may be a value
+                raise ValueError("must list NAMES of environment variables (letters, digits, _)")
+        return names
+
+    @field_validator("runtime_env")
+    @classmethod
+    def _no_values(cls, env: dict[str, Any]) -> dict[str, Any]:
+        # The config is recorded in the ledger: a variable's value here would be kept forever.
+        if "env_vars" in env:
+            raise ValueError(
+                "env_vars is not read from the config (it is recorded): name the variables "
+                "in ray.env_vars and their values come from the driver's environment"
+            )
+        return env
+
+
 # 2: models.<role>.max_tokens reaches the target's and the judge's calls.
 # 3: the reference trainer's behaviour where ours differed by accident (issue 16): insert_after
 #    layout, the schedule of a one-step run, the epoch-1 SLOW_UPDATE placeholder keeps existing
@@ -445,6 +491,7 @@ class SkilloptConfig(_Section):
     models: ModelsConfig = ModelsConfig()
     budget: BudgetConfig = BudgetConfig()
     tracking: TrackingConfig = TrackingConfig()
+    ray: RayConfig = RayConfig()
 
     @property
     def parity(self) -> bool:
@@ -502,6 +549,7 @@ LEGACY: dict[str, Any] = {
     "evaluation.use_semantic_density": False,
     "evaluation.semantic_density_weight": 0.05,
     "evaluation.leading_words": None,
+    "train.executor": "local",  # before Ray, every unit ran in the driver's threads
     "config_version": 1,  # before 2, a role's max_tokens reached only the optimizer's calls
 }
 

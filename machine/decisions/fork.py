@@ -31,6 +31,8 @@ FINAL_STAGE_OK = (
     "evaluation.eval_test",
     "train.workers",
     "gradient.workers",
+    "train.executor",  # where the units run decides nothing either
+    "ray.",
     "tracking.",  # where the run is mirrored decides nothing
 )
 
