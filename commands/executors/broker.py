@@ -17,6 +17,7 @@ from dataclasses import asdict
 from typing import Any
 
 import ray
+
 from skillopt.adapters.protocol import Completion
 from skillopt.commands.journal import CallStore
 from skillopt.ledger.tables import CallRow

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import ray
 from ray import exceptions as rx
+
 from skillopt.commands.executors import ExecutorLost, Port, PortRecipe
 from skillopt.commands.executors.broker import BrokerCalls, CallBroker, JournalService
 from skillopt.commands.journal import CallStore
