@@ -164,12 +164,14 @@ class RolloutScored(Event):
     tokens: Tokens = Tokens()
     call_ids: list[str] = Field(default_factory=list)  # the target (and judge) calls
     judge_tokens: Tokens | None = None  # a judge scorer's calls (the task environment)
+    # evaluation.reuse_rollouts: no call was made; this is the result of the recorded rollout at
+    # seq `reuse_of` (same skill, same item), copied, with no tokens and no call ids
+    # (machine/decisions/reuse.py says where a reuse applies).
+    reuse_of: int | None = None
 
     def payload(self) -> dict[str, Any]:
-        out = super().payload()
-        if self.judge_tokens is None:  # a rollout without a judge records what it always did
-            del out["judge_tokens"]
-        return out
+        # a rollout without a judge, paid for, records what it always did
+        return _without_none(super().payload(), "judge_tokens", "reuse_of")
 
 
 @register

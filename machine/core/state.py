@@ -161,6 +161,7 @@ class TrainerState:
     # stage -> (calls, input tokens, output tokens, cached input tokens)
     tokens: Mapping[str, tuple[int, int, int, int]] = field(default_factory=dict)
     unusable: Mapping[str, int] = field(default_factory=dict)  # stage -> replies unusable twice
+    reused: Mapping[str, int] = field(default_factory=dict)  # phase -> rollouts reused, not paid
     unusable_streak: int = 0  # steps in a row skipped as reflection_unusable
     judge_unusable_streak: int = 0  # steps in a row whose judge replies were all unusable
     warnings: tuple[str, ...] = ()  # what init warned about (run.created)
