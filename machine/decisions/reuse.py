@@ -2,8 +2,9 @@
 
 A rollout is a function of the skill and the item (the environment protocol's rollout takes
 nothing else), so a stage that needs a rollout a recorded one already gave takes that result
-instead of paying for it again: it records a `rollout.scored` with `reuse_of` = the seq of the
-recorded rollout, its result copied, no tokens and no call ids.
+instead of paying for it again: it records a `rollout.scored` whose `reuse_of` names the recorded
+rollout (phase, step, batch; the skill and item are the event's own), its result copied, no
+tokens and no call ids.
 
 Where it applies. Selection and test rollouts are keyed by skill and never repeated within their
 phase (a final check or the test of an identical skill reads the scores already recorded), and
@@ -21,25 +22,40 @@ one was due are both refused.
 
 from __future__ import annotations
 
-from skillopt.machine.core.events import RolloutScored, Tokens
+from dataclasses import dataclass
+
+from skillopt.machine.core.events import RolloutRef, RolloutScored, Tokens
 from skillopt.machine.core.state import ItemScore, TrainerState, train_key
 
 # The phase that needs a rollout -> the phases whose recorded rollouts it reuses.
 SOURCES: dict[str, tuple[str, ...]] = {"review": ("train",)}
 
 
-def source(state: TrainerState, phase: str, skill_hash: str, item_id: str) -> ItemScore | None:
-    """The recorded rollout a `phase` rollout of `skill_hash` on `item_id` reuses (None: roll)."""
+@dataclass(frozen=True)
+class Source:
+    ref: RolloutRef
+    score: ItemScore
+
+
+def source(state: TrainerState, phase: str, skill_hash: str, item_id: str) -> Source | None:
+    """The recorded rollout a `phase` rollout of `skill_hash` on `item_id` reuses (None: roll):
+    the earliest recorded train rollout of that skill on that item."""
     if phase not in SOURCES or not state.cfg.reuses_rollouts:
         return None
-    found: ItemScore | None = None
+    found: Source | None = None
     for step, progress in state.details.items():  # finished steps, rolled out with their parent
         if progress.parent_hash != skill_hash:
             continue
-        for score in state.scored(train_key(step)).values():
-            if score.item_id == item_id and (found is None or score.seq < found.seq):
-                found = score
+        for unit, score in state.scored(train_key(step)).items():
+            if score.item_id != item_id or (found is not None and found.score.seq < score.seq):
+                continue
+            batch = int(unit.split("/", 1)[0])  # train units are keyed batch/item
+            found = Source(RolloutRef(phase="train", step=step, batch=batch), score)
     return found
+
+
+def named(ref: RolloutRef | None) -> str:
+    return "" if ref is None else f"{ref.phase} step {ref.step}, batch {ref.batch}"
 
 
 def reused(
@@ -49,17 +65,18 @@ def reused(
     found = source(state, phase, skill_hash, item_id)
     if found is None:
         return None
+    score = found.score
     return RolloutScored(
         phase=phase,  # type: ignore[arg-type]
         step=step,
         skill_hash=skill_hash,
         item_id=item_id,
-        hard=found.hard,
-        soft=found.soft,
-        fail_reason=found.fail_reason,
-        task_type=found.task_type,
-        trajectory_hash=found.trajectory_hash,
-        feedback=dict(found.feedback),
+        hard=score.hard,
+        soft=score.soft,
+        fail_reason=score.fail_reason,
+        task_type=score.task_type,
+        trajectory_hash=score.trajectory_hash,
+        feedback=dict(score.feedback),
         tokens=Tokens(),
-        reuse_of=found.seq,
+        reuse_of=found.ref,
     )

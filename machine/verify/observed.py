@@ -46,7 +46,7 @@ def _rollout(s: TrainerState, e: ev.RolloutScored, texts: Texts) -> str:
     if e.reuse_of is not None:
         if due is None:
             raise Mismatch(
-                f"{e.phase} rollout of {e.item_id} reuses seq {e.reuse_of}, but no recorded "
+                f"{e.phase} rollout of {e.item_id} is a reuse, but no recorded "
                 f"rollout of skill {e.skill_hash[:12]} on that item may be reused here"
             )
         recorded, derived = e.payload(), due.payload()
@@ -55,13 +55,13 @@ def _rollout(s: TrainerState, e: ev.RolloutScored, texts: Texts) -> str:
         )
         if wrong:
             raise Mismatch(
-                f"{e.phase} rollout of {e.item_id}, reuse of seq {e.reuse_of}: {wrong[0]}: "
+                f"{e.phase} rollout of {e.item_id}, a reuse: {wrong[0]}: "
                 f"recorded {recorded.get(wrong[0])!r}, re-derived {derived.get(wrong[0])!r}"
             )
     elif due is not None:
         raise Mismatch(
-            f"{e.phase} rollout of {e.item_id} paid for again: the recorded rollout at seq "
-            f"{due.reuse_of} of the same skill is due for reuse"
+            f"{e.phase} rollout of {e.item_id} paid for again: the recorded rollout of the same "
+            f"skill ({reuse.named(due.reuse_of)}) is due for reuse"
         )
     return "blobs"
 
