@@ -8,9 +8,12 @@ every early-reject ledger (it re-derives each stop point and bound). Target call
 from the call journal (every call made, recorded or not): the selection rollouts of gated skills
 (the baseline's and the final selection's are left out; they are the same in every mode).
 
-The optimizer's step buffer is off in every case: it shows the optimizer the score of the last
-rejected candidate, which an early reject does not measure (it shows the bound instead), so
-with it on the two runs see different prompts and need not take the same path afterwards.
+The optimizer's step buffer is on (the default): from config_version 4 it shows a rejected
+step's verdict and edits, never the candidate's score (which an early reject measures on part
+of the split only), so the modes see the same prompts. Runs of config_version 3 needed it off.
+
+Also counted: the epoch-end review's rollouts, and how many of them reused a recorded train
+rollout of the same skill and item (evaluation.reuse_rollouts, on by default) instead of a call.
 
 Prints a table (and --json), exits 1 if any verdict differs or a verify fails.
 Run: python benchmarks/early_reject.py [--quick] [--json out.json]
@@ -33,7 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-COMMON = ["optimizer.use_step_buffer=false"]
+COMMON: list[str] = []  # the step buffer on, as the demo ships
 GATED = [
     "optimizer.lr_control_mode=autonomous",
     "optimizer.use_skill_aware_reflection=true",
@@ -72,6 +75,8 @@ class Outcome:
     gate_calls: int  # target calls of gated skills' selection rollouts
     target_calls: int  # every target call of the run
     stopped: list[tuple[int, int]] = field(default_factory=list)  # (evaluated, total)
+    review: int = 0  # epoch-end review rollouts
+    reused: int = 0  # of them, reuses of a recorded train rollout (no call)
     verified: bool = True
     seconds: float = 0.0
 
@@ -122,6 +127,10 @@ def _read(db: Path, verified: bool, seconds: float) -> Outcome:
         total = conn.execute(
             "SELECT count(*) FROM llm_calls WHERE role = 'target' AND status = 'ok'"
         ).fetchone()[0]
+        review, reused = conn.execute(
+            "SELECT count(*), count(json_extract(payload, '$.reuse_of')) FROM events "
+            "WHERE type = 'rollout.scored' AND json_extract(payload, '$.phase') = 'review'"
+        ).fetchone()
     initial = next(p["initial_skill_hash"] for t, p in rows if t == "run.created")
     final = [p for t, p in rows if t == "final.evaluated" and p["split"] == "selection"]
     not_gated = {(0, initial[:12])}  # the baseline
@@ -140,7 +149,7 @@ def _read(db: Path, verified: bool, seconds: float) -> Outcome:
         for t, p in rows
         if t in ("candidate.evaluated", "update.gated") and p.get("early_stop")
     ]
-    return Outcome(verdicts, gate_calls, total, stopped, verified, seconds)
+    return Outcome(verdicts, gate_calls, total, stopped, review, reused, verified, seconds)
 
 
 def main() -> int:
@@ -214,6 +223,13 @@ def main() -> int:
                 "run_seconds": [round(o.seconds, 2) for o in runs],
                 "verdicts": [asdict(o)["verdicts"] for o in runs],
             }
+    print("\nepoch-end review rollouts (every mode alike), summed over the seeds")
+    for case in CASES:
+        runs = [outcomes[(case, s, "full")] for s in seeds]
+        review, reused = sum(o.review for o in runs), sum(o.reused for o in runs)
+        if review:
+            print(f"{case:<20} {review:>5} rollouts, {reused:>5} reused ({reused / review:.0%})")
+        report[f"{case} / review"] = {"rollouts": review, "reused": reused}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     print()

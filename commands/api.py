@@ -537,7 +537,12 @@ def _same_config(row: RunRow, data: dict[str, Any]) -> None:
     """A resumed run keeps its recorded config: refuse a different one, naming a key."""
     import json
 
-    from skillopt.machine.config.schema import CONFIG_VERSION, recorded_config
+    from skillopt.machine.config.schema import (
+        CONFIG_VERSION,
+        DEFAULTS_BEFORE,
+        default_of,
+        recorded_config,
+    )
     from skillopt.machine.decisions.fork import changes
 
     # The recorded config read as it was meant (keys added since get the values it ran with),
@@ -546,7 +551,11 @@ def _same_config(row: RunRow, data: dict[str, Any]) -> None:
     old = recorded_config(json.loads(row.config)).model_dump(mode="json")
     diff = changes(old, data)
     if diff.get("config_version", [None, None])[1] == CONFIG_VERSION:
-        diff.pop("config_version")
+        recorded = diff.pop("config_version")[0] or 1
+        for key, (since, old_default) in DEFAULTS_BEFORE.items():
+            # a default that changed since the recorded version: the old run's own default
+            if recorded < since and diff.get(key) == [old_default, default_of(key)]:
+                diff.pop(key)
     if diff:
         key = sorted(diff)[0]
         raise InputError(

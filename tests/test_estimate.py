@@ -16,8 +16,15 @@ PRICED = [
 ]
 
 
+# Every rollout paid: the estimate's upper bound is a full-pass run's calls, which early reject
+# and reused rollouts (on by default from config_version 4) only lower.
+FULL_PASS = [
+    *("--set", "evaluation.early_reject=false", "--set", "evaluation.reuse_rollouts=false"),
+]
+
+
 def test_the_estimate_matches_the_offline_run(cli: Cli, tmp_path: Path) -> None:
-    res = cli("estimate", str(SUPPORT), "--json", *PRICED)
+    res = cli("estimate", str(SUPPORT), "--json", *PRICED, *FULL_PASS)
     assert res.code == 0, res.err
     est = res.json()
     assert not list(tmp_path.iterdir())  # nothing created
@@ -29,7 +36,7 @@ def test_the_estimate_matches_the_offline_run(cli: Cli, tmp_path: Path) -> None:
     assert est["usd"][0] < est["usd"][1]
 
     db = str(tmp_path / "s.db")
-    init = cli("init", str(SUPPORT), "--db", db, *PRICED)
+    init = cli("init", str(SUPPORT), "--db", db, *PRICED, *FULL_PASS)
     assert init.code == 0 and "built-in list prices of gpt-4.1-mini" in init.err
     assert cli("run", "--db", db).code == 0
     actual = collections.Counter(c["role"] for c in cli("calls", "--db", db, "--json").json())

@@ -333,7 +333,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         return Result(res.exit_code, res.stdout, res.stderr)
 
     d = tmp_path_factory.mktemp("gates")
-    full = _run(cli, d / "full.db")
+    full = _run(cli, d / "full.db", *sets("evaluation.early_reject=false"))  # on by default
     early = _run(cli, d / "early.db", *sets("evaluation.early_reject=true"))
     return full, early
 

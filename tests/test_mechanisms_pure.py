@@ -547,6 +547,20 @@ def test_step_buffer_text_renders_patterns_and_rejections() -> None:
     ]
 
 
+def test_from_version_4_the_buffer_shows_no_candidate_score() -> None:
+    # early reject measures a rejected candidate on part of the split only: a prompt must not
+    # read its score, or the run would take another path than a full pass
+    events = buffered_run()
+    v4 = events[0].model_copy(update={"config": {**events[0].config, "config_version": 4}})
+    state = reduce([v4, *events[1:STEP1_DONE]])
+    (entry,) = step_buffer(state, 1, 2)
+    assert (entry.score_before, entry.score_after, entry.stopped_early) == (0.5, None, False)
+    assert entry.rejected == (EDIT.summary(160),)
+    lines = buffer_text(state, 2).splitlines()
+    assert "  Rejected by the gate (the current skill scores 0.5000):" in lines
+    assert not any("0.4000" in line for line in lines)
+
+
 def test_step_buffer_matches_labels_across_case_underscores_and_hyphens() -> None:
     (pattern,) = step_buffer(reduce(buffered_run()), 1, 3)[1].patterns
     # Step 2's reflection has no failure summary: its group stays undescribed.

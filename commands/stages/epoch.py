@@ -11,6 +11,7 @@ from skillopt.commands.stages.rollouts import roll
 from skillopt.commands.stages.update import with_completion
 from skillopt.machine.core.state import TrainerState
 from skillopt.machine.decisions import gate as gate_rules
+from skillopt.machine.decisions import reuse
 from skillopt.machine.loop import transitions as tr
 from skillopt.machine.stages import epoch, plans, verdicts
 
@@ -20,9 +21,20 @@ def plan_review(cmd: tr.PlanReview, state: TrainerState, ctx: StageContext) -> H
 
 
 def review_rollout(cmd: tr.ReviewRollout, state: TrainerState, ctx: StageContext) -> HandlerGen:
+    """Recorded train rollouts of the same skill and item are reused first (one transaction,
+    no call), then the rest is rolled out."""
+    reuses = [r for h, i in cmd.pending if (r := reuse.reused(state, "review", 0, h, i))]
+    if reuses:
+        state = yield list(reuses)
+    done = {(r.skill_hash, r.item_id) for r in reuses}
     for skill_hash in dict.fromkeys(h for h, _ in cmd.pending):
-        units = [(0, ctx.item("train", i)) for h, i in cmd.pending if h == skill_hash]
-        state = yield from roll(ctx, state, "review", 0, skill_hash, units)
+        units = [
+            (0, ctx.item("train", i))
+            for h, i in cmd.pending
+            if h == skill_hash and (h, i) not in done
+        ]
+        if units:
+            state = yield from roll(ctx, state, "review", 0, skill_hash, units)
 
 
 def slow_update(cmd: tr.SlowUpdate, state: TrainerState, ctx: StageContext) -> HandlerGen:

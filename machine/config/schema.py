@@ -215,9 +215,10 @@ class EvaluationConfig(_Section):
     )
     eval_test: bool = True
     early_reject: bool = Field(
-        default=False,
+        default=True,
         description="stop a gated skill's selection rollout once it provably cannot pass "
-        "(same verdicts; a rejected skill then has no full selection score)",
+        "(same verdicts; a rejected skill then has no full selection score); off before "
+        "config_version 4",
     )
     early_reject_order: Literal["plan", "weakest_first"] = Field(
         default="plan",
@@ -230,6 +231,12 @@ class EvaluationConfig(_Section):
         "current skill must exceed gate_margin standard errors",
     )
     gate_margin: float = Field(default=1.0, ge=0.0, description="paired: standard errors")
+    reuse_rollouts: bool = Field(
+        default=True,
+        description="a stage that needs a rollout a recorded one of the same skill on the same "
+        "item already gave (the epoch-end review after a train step) records a reuse pointing "
+        "at it instead of paying again; false: fresh samples; off before config_version 4",
+    )
 
     _enums = field_validator("gate_metric", "early_reject_order", "gate_rule", mode="before")(
         classmethod(lambda cls, v: enum_key(v) if isinstance(v, str) else v)
@@ -475,9 +482,19 @@ class RayConfig(_Section):
 #    guidance, appendix notes read from every line and keyed as the reference keys them, stray
 #    SLOW_UPDATE markers, lr_control_mode none applies the schedule outside a full rewrite, and
 #    largest-remainder ties go to the larger ratio part. Runs recorded before keep the old rules.
-# 4: (issue 14, prompt caching) a reflection request declares the reply schema of the active
-#    update mode only (lean_optimizer_input), not all three modes'.
+# 4 (issue 14): a reflection request declares the reply schema of the active update mode only
+#    (lean_optimizer_input), not all three modes'; early reject is on by default and
+#    trajectory-neutral: the step buffer shows a rejected candidate's verdict and edits, never
+#    its (possibly partial) selection score; the epoch-end review reuses recorded train
+#    rollouts of the same skill (evaluation.reuse_rollouts).
 CONFIG_VERSION = 4
+
+# Defaults that changed with a config version: a config of an older version that leaves such a
+# key out means the default of its own version (key -> (version that changed it, old default)).
+DEFAULTS_BEFORE: dict[str, tuple[int, Any]] = {
+    "evaluation.early_reject": (4, False),
+    "evaluation.reuse_rollouts": (4, False),
+}
 
 
 class SkilloptConfig(_Section):
@@ -492,6 +509,31 @@ class SkilloptConfig(_Section):
     budget: BudgetConfig = BudgetConfig()
     tracking: TrackingConfig = TrackingConfig()
     ray: RayConfig = RayConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_of_its_version(cls, data: Any) -> Any:
+        """An older config_version reads a key it leaves out with that version's default."""
+        if not isinstance(data, dict):
+            return data
+        version = data.get("config_version", CONFIG_VERSION)
+        for path, (since, old) in DEFAULTS_BEFORE.items():
+            if isinstance(version, int) and version < since:
+                data = _with_default(dict(data), path.split("."), old)
+        return data
+
+    @property
+    def neutral_gates(self) -> bool:
+        """Whether nothing a later prompt or decision reads depends on how many selection items
+        a rejected candidate was scored on (version 4: the step buffer shows no candidate
+        score), so early reject changes only the rollouts it does not pay for."""
+        return self.config_version >= 4
+
+    @property
+    def reuses_rollouts(self) -> bool:
+        """Whether a recorded rollout of the same skill on the same item is reused (the key's
+        default is off before version 4)."""
+        return self.evaluation.reuse_rollouts
 
     @property
     def parity(self) -> bool:
@@ -528,6 +570,12 @@ class SkilloptConfig(_Section):
         return self
 
 
+def default_of(key: str) -> Any:
+    """The current default of a `section.key` (DEFAULTS_BEFORE says what it was before)."""
+    section, name = key.split(".")
+    return getattr(SkilloptConfig.model_fields[section].default, name)
+
+
 class ConfigError(ValueError):
     """A config problem, worded as one line that names the key path."""
 
@@ -550,6 +598,7 @@ LEGACY: dict[str, Any] = {
     "evaluation.semantic_density_weight": 0.05,
     "evaluation.leading_words": None,
     "train.executor": "local",  # before Ray, every unit ran in the driver's threads
+    "evaluation.reuse_rollouts": False,  # every rollout paid for
     "config_version": 1,  # before 2, a role's max_tokens reached only the optimizer's calls
 }
 

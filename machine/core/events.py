@@ -157,6 +157,17 @@ class DatasetLoaded(Event):
     source: dict[str, Any] | None = None
 
 
+class RolloutRef(BaseModel):
+    """A recorded rollout.scored, by what names it within its run: with the referring event's
+    skill and item, (phase, step, batch) is one rollout. Not by seq, so two runs that differ
+    only in rollouts they did not pay for (early reject) record the same reuses."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    phase: Phase
+    step: int
+    batch: int = 0
+
+
 @register
 class RolloutScored(Event):
     TYPE = "rollout.scored"
@@ -174,12 +185,14 @@ class RolloutScored(Event):
     tokens: Tokens = Tokens()
     call_ids: list[str] = Field(default_factory=list)  # the target (and judge) calls
     judge_tokens: Tokens | None = None  # a judge scorer's calls (the task environment)
+    # evaluation.reuse_rollouts: no call was made; this is the result of the recorded rollout
+    # `reuse_of` names (same skill, same item), copied, with no tokens and no call ids
+    # (machine/decisions/reuse.py says where a reuse applies).
+    reuse_of: RolloutRef | None = None
 
     def payload(self) -> dict[str, Any]:
-        out = super().payload()
-        if self.judge_tokens is None:  # a rollout without a judge records what it always did
-            del out["judge_tokens"]
-        return out
+        # a rollout without a judge, paid for, records what it always did
+        return _without_none(super().payload(), "judge_tokens", "reuse_of")
 
 
 @register

@@ -163,6 +163,7 @@ class TrainerState:
     # stage -> input tokens written to the provider's prompt cache (only stages that wrote)
     cache_written: Mapping[str, int] = field(default_factory=dict)
     unusable: Mapping[str, int] = field(default_factory=dict)  # stage -> replies unusable twice
+    reused: Mapping[str, int] = field(default_factory=dict)  # phase -> rollouts reused, not paid
     unusable_streak: int = 0  # steps in a row skipped as reflection_unusable
     judge_unusable_streak: int = 0  # steps in a row whose judge replies were all unusable
     warnings: tuple[str, ...] = ()  # what init warned about (run.created)

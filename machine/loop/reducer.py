@@ -175,6 +175,10 @@ def _rollout_scored(s: TrainerState, e: ev.RolloutScored, bump: bool = False) ->
         (tokens.input, tokens.output),
     )
     rollouts = s.rollouts if isinstance(s.rollouts, PMap) else PMap(s.rollouts)
+    if e.reuse_of is not None:  # a recorded result read again: no call, nothing spent
+        reused = {**s.reused, phase: s.reused.get(phase, 0) + 1}
+        key_rows = {**rollouts.get(key, {}), unit: score}
+        return replace(s, seq=seq, rollouts=rollouts.set(key, key_rows), reused=reused)
     stage = _ROLLOUT_STAGES.get(phase) or f"rollout:{phase}"
     n, i, o, c = s.tokens.get(stage, (0, 0, 0, 0))
     counts = {**s.tokens, stage: (n + 1, i + tokens.input, o + tokens.output, c + tokens.cached)}

@@ -1,7 +1,10 @@
 """The step buffer: what earlier steps of this epoch saw and tried, for the optimizer's prompts.
 
 Derived from events (never stored), so a resumed run shows the optimizer exactly what an
-uninterrupted one would. Failure patterns are grouped by the fail_reason prefix, and each group
+uninterrupted one would. From config_version 4 a rejected step shows its verdict and edits and
+the score it failed to beat, never the candidate's own selection score: with early reject that
+score covers only the items scored before the stop, and a prompt reading it would make a run
+with early reject take another path than a full-pass run. Failure patterns are grouped by the fail_reason prefix, and each group
 is described by the reflection's failure_summary entry *of the same group* (matched by label,
 not by position, unlike the reference).
 """
@@ -31,7 +34,7 @@ class BufferEntry:
     n_fail: int
     patterns: tuple[Pattern, ...]
     score_before: float | None = None
-    score_after: float | None = None
+    score_after: float | None = None  # None on a reject from config_version 4: not shown
     rejected: tuple[str, ...] = ()
     stopped_early: bool = False  # score_after is early reject's bound, not a measured score
 
@@ -80,6 +83,10 @@ def entry(state: TrainerState, p: StepProgress, action: str) -> BufferEntry:
     )
     n_fail = sum(len(ids) for ids in groups.values())
     d = p.decided
+    if d is not None and d.action == "reject" and state.cfg.neutral_gates:
+        return BufferEntry(
+            p.step, action, len(items), n_fail, patterns, d.current_score, None, _rejected(p)
+        )
     if d is not None and d.action == "reject":
         stop = p.evaluated.early_stop if p.evaluated is not None else None
         return BufferEntry(
@@ -125,7 +132,9 @@ def render(entries: list[BufferEntry]) -> str:
             about = f": {pat.description}" if pat.description else ""
             ids = ", ".join(pat.task_ids)
             lines.append(f"- {pat.group}{about} (x{pat.count}; tasks {ids})")
-        if e.rejected:
+        if e.rejected and e.score_after is None:
+            lines.append(f"  Rejected by the gate (the current skill scores {e.score_before:.4f}):")
+        elif e.rejected:
             after = f"at most {e.score_after:.4f}" if e.stopped_early else f"{e.score_after:.4f}"
             lines.append(f"  Rejected (score {e.score_before:.4f} -> {after}):")
             lines.extend(f"  {i}. {row}" for i, row in enumerate(e.rejected, 1))

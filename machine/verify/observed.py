@@ -9,6 +9,7 @@ from typing import Any
 from skillopt.machine.config.schema import validate_config
 from skillopt.machine.core import events as ev
 from skillopt.machine.core.state import TrainerState
+from skillopt.machine.decisions import reuse
 from skillopt.machine.decisions.fork import changes, fork_problems
 from skillopt.machine.decisions.plans import steps_per_epoch
 from skillopt.machine.verify.common import Mismatch, Texts, blob, same
@@ -41,6 +42,27 @@ def _dataset(s: TrainerState, e: ev.DatasetLoaded, texts: Texts) -> str:
 
 def _rollout(s: TrainerState, e: ev.RolloutScored, texts: Texts) -> str:
     blob(texts, e.trajectory_hash, f"trajectory of {e.item_id}")
+    due = reuse.reused(s, e.phase, e.step, e.skill_hash, e.item_id)
+    if e.reuse_of is not None:
+        if due is None:
+            raise Mismatch(
+                f"{e.phase} rollout of {e.item_id} is a reuse, but no recorded "
+                f"rollout of skill {e.skill_hash[:12]} on that item may be reused here"
+            )
+        recorded, derived = e.payload(), due.payload()
+        wrong = sorted(
+            k for k in recorded.keys() | derived.keys() if recorded.get(k) != derived.get(k)
+        )
+        if wrong:
+            raise Mismatch(
+                f"{e.phase} rollout of {e.item_id}, a reuse: {wrong[0]}: "
+                f"recorded {recorded.get(wrong[0])!r}, re-derived {derived.get(wrong[0])!r}"
+            )
+    elif due is not None:
+        raise Mismatch(
+            f"{e.phase} rollout of {e.item_id} paid for again: the recorded rollout of the same "
+            f"skill ({reuse.named(due.reuse_of)}) is due for reuse"
+        )
     return "blobs"
 
 
