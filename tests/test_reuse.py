@@ -202,3 +202,15 @@ def test_a_resumed_review_never_pays_for_a_reuse(tmp_path: Path, runs: tuple[Pat
         _resume(work)
         assert [r[1:4] for r in event_rows(work)] == [r[1:4] for r in expected], k
         assert _journal_units(work, "rollout:review") == fresh, k
+
+
+def test_the_report_counts_reused_rollouts(cli: Cli, runs: tuple[Path, Path]) -> None:
+    on, off = runs
+    n = sum(1 for _, p in _rollouts(on, "review") if "reuse_of" in p)
+    report = cli("report", "--db", str(on), "--json").json()
+    assert report["reused"] == {"review": n}
+    md = cli("report", "--db", str(on), "--md").out
+    assert "**Reused rollouts** (a recorded rollout of the same skill" in md
+    assert f"review {n}." in md
+    assert "reused" not in cli("report", "--db", str(off), "--json").json()  # none: no key
+    assert "Reused rollouts" not in cli("report", "--db", str(off), "--md").out

@@ -122,6 +122,8 @@ def report_data(state: TrainerState) -> dict[str, Any]:
         },
         "totals": state.totals(),
         **({"unusable": dict(sorted(state.unusable.items()))} if state.unusable else {}),
+        # rollouts answered by a recorded rollout of the same skill on the same item (no call)
+        **({"reused": dict(sorted(state.reused.items()))} if state.reused else {}),
         "tokens": stage_tokens(state),
     }
 
@@ -358,6 +360,13 @@ def render_markdown(
     if fin["test"]:
         out += _test_table(fin["test"])
     out += markdown_lines(report["tokens"])
+    if report.get("reused"):
+        counts = ", ".join(f"{phase} {n}" for phase, n in report["reused"].items())
+        out += [
+            f"**Reused rollouts** (a recorded rollout of the same skill on the same item, no "
+            f"model call; `evaluation.reuse_rollouts`): {counts}.",
+            "",
+        ]
     if report.get("unusable"):
         counts = ", ".join(f"{stage} {n}" for stage, n in report["unusable"].items())
         out += [
