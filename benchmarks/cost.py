@@ -1,8 +1,8 @@
 """What a realistic run costs: the reference trainer's call pattern, today's, and the defaults.
 
-A run of the `sim` environment with a skill of about 3,000 tokens (the demo's skill and its
-formatting rules, then house-style sections that name no rule), 120 train / 100 selection /
-100 test items, batches of 40, 4 epochs, 8 workers, trained with the real CLI and the real
+A run of the `sim` environment with a long skill (the demo's skill and its formatting rules,
+then house-style sections that name no rule: 3,000 tokens, or 4,500 for a Claude Haiku 4.5
+target, which caches nothing under 4,096), 120 train / 100 selection / 100 test items, batches of 40, 4 epochs, 8 workers, trained with the real CLI and the real
 SDKs against the loopback servers of the tests (tests/fakes.py with `caching=True`): they
 answer like the offline model (the target follows the rule the skill states; the optimizer
 adds the rules that failed trajectories lack) and report usage under the providers'
@@ -10,13 +10,19 @@ prompt-caching rules (tests/fake_cache.py: Anthropic's breakpoints and minimum p
 model, OpenAI's automatic prefix caching routed by prompt_cache_key). Model names are real,
 so the prices, minimum prefixes and cache prices are the tables' (machine/config/).
 
-For each model pair, three runs of the same config (each against a fresh server, so no run
-reads another's cache):
+For each model pair (Anthropic: a Haiku 4.5 target and a Sonnet 4.5 optimizer, the issue's
+mix; OpenAI: gpt-5-mini and gpt-5; `--anthropic T,O` / `--openai T,O` pick others), four
+runs of the same config, each against a fresh server (no run reads another's cache):
   (a) the reference trainer's call pattern: a full selection pass per gate decision and fresh
       review and test rollouts (`evaluation.early_reject=false`, and reuse of recorded
       rollouts off where the code has it), every input token at the uncached list price;
-  (b) today's behaviour: `config_version=3` with early reject off (it had no reuse), priced
+  (b) today's behaviour: `config_version=3` with early reject off (and reuse off), and the
+      requests as skillopt sent them before issue 14: on OpenAI no prompt_cache_key (the
+      option `prompt_cache_key: false`), on Anthropic one breakpoint, on the system block (the
+      server ignores the one the optimizer's current skill now ends: LegacyRules), priced
       with the cache reads and writes the server reported;
+  (b') the same settings with this code's requests (what `--set config_version=3` alone
+      gives now: the cache-aware layout is not a config version's), for comparison;
   (c) the defaults, whatever they are when this runs: no setting at all, priced the same way.
 (a) and (c) must reach the same verdicts (every gate.decided and update.gated action, in
 order); the script says so when they do not.
@@ -24,6 +30,11 @@ order); the script says so when they do not.
 Figures per stage (from the call journal, `skillopt calls --json`): calls, input tokens, the
 cached share of input (cache reads / input), dollars. Exits 1 if (c) costs more than 35% of
 (a) for either pair, or more than 50% of (b) for the Anthropic pair (or a run fails).
+
+The servers are kind to caching in two ways: requests are answered one at a time under a lock,
+so concurrent first calls of a prefix do not all miss (on the real APIs they may), and
+OpenAI requests without a prompt_cache_key share one cache per model (no overflow to other
+machines), which flatters (b) on OpenAI.
 
 Run: python benchmarks/cost.py [--quick] [--json out.json]
 """
@@ -53,9 +64,12 @@ from tests.fake_cache import CacheRules
 from tests.fakes import RULES_HEADING, FakeProvider
 
 KEY_ENV = "SKILLOPT_BENCH_KEY"
-PAIRS: dict[str, tuple[str, str, str]] = {  # name -> (backend, target model, optimizer model)
-    "anthropic": ("anthropic", "claude-sonnet-4-5", "claude-sonnet-4-5"),
-    "openai": ("openai", "gpt-5-mini", "gpt-5"),
+# name -> (backend, target model, optimizer model, skill tokens). The Anthropic pair is the
+# issue's (a Haiku-class target, a Sonnet-class optimizer); Claude Haiku 4.5 caches nothing
+# under 4,096 tokens, so its skill is 4,500 tokens, the OpenAI pair's the realistic 3,000.
+PAIRS: dict[str, tuple[str, str, str, int]] = {
+    "anthropic": ("anthropic", "claude-haiku-4-5", "claude-sonnet-4-5", 4500),
+    "openai": ("openai", "gpt-5-mini", "gpt-5", 3000),
 }
 FLOOR_REFERENCE = 0.35  # (c) <= 35% of (a), both pairs
 FLOOR_TODAY = 0.50  # (c) <= 50% of (b), the Anthropic pair
@@ -368,21 +382,24 @@ ORDER = [
 ]
 
 
-def table(pair: str, outcomes: dict[str, Outcome], labels: dict[str, str]) -> list[str]:
+LABELS = {"a": "(a)", "b": "(b)", "b4": "(b')", "c": "(c)"}
+
+
+def table(outcomes: dict[str, Outcome], labels: dict[str, str]) -> list[str]:
     names = sorted(
         {s for o in outcomes.values() for s in o.stages},
         key=lambda s: (s not in ORDER, ORDER.index(s) if s in ORDER else 0, s),
     )
     keys = list(outcomes)
     head = f"{'stage':<18}" + "".join(
-        f" | {labels[k][:3]:>3} {'calls':>6} {'input':>10} {'cached':>6} {'$':>8}" for k in keys
+        f" | {labels[k]:<4} {'calls':>6} {'input':>10} {'cached':>6} {'$':>8}" for k in keys
     )
     lines = [head, "-" * len(head)]
     rows = [(n, {k: outcomes[k].stages.get(n, Stage()) for k in keys}) for n in names]
     rows.append(("total", {k: outcomes[k].total for k in keys}))
     for name, per in rows:
         cells = "".join(
-            f" | {'':>3} {s.calls:>6} {s.input:>10,} {s.share:>6.1%} {s.usd:>8.3f}"
+            f" | {'':<4} {s.calls:>6} {s.input:>10,} {s.share:>6.1%} {s.usd:>8.3f}"
             for s in per.values()
         )
         lines.append(f"{name:<18}{cells}")
@@ -397,7 +414,16 @@ def main() -> int:
         "--quick", action="store_true", help="36/24/24 items, batches of 12, 2 epochs, 4 workers"
     )
     parser.add_argument("--pairs", nargs="*", default=list(PAIRS), choices=list(PAIRS))
-    parser.add_argument("--skill-tokens", type=int, default=3000)
+    parser.add_argument(
+        "--skill-tokens", type=int, help="every pair's skill length (default: the pair's own)"
+    )
+    for pair, (_, target, optimizer, _tokens) in PAIRS.items():
+        parser.add_argument(
+            f"--{pair}",
+            metavar="TARGET,OPTIMIZER",
+            default=f"{target},{optimizer}",
+            help=f"the {pair} pair's models (default {target},{optimizer})",
+        )
     for key in REALISTIC:
         parser.add_argument(
             f"--{key}", type=int, help=f"default {REALISTIC[key]} ({QUICK[key]} with --quick)"
@@ -419,7 +445,7 @@ def main() -> int:
     runs = modes(extra)
     print(machine_line())
     print(
-        f"sim, skill of {args.skill_tokens:,} tokens; {size['train']} train / {size['selection']} selection / "
+        f"sim: {size['train']} train / {size['selection']} selection / "
         f"{size['test']} test items, batches of {size['batch']}, {size['epochs']} epochs, {size['workers']} workers"
     )
     for mode in runs.values():
@@ -428,21 +454,23 @@ def main() -> int:
             f"{'; the requests as before issue 14' if mode.legacy else ''}"
         )
     failures: list[str] = []
-    report: dict[str, Any] = {"size": size, "skill_tokens": args.skill_tokens, "pairs": {}}
+    report: dict[str, Any] = {"size": size, "pairs": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        skill = Path(tmp) / "skill.md"
-        skill.write_text(house_skill(args.skill_tokens))
         for pair in args.pairs:
-            backend, target, optimizer = PAIRS[pair]
+            target, optimizer = getattr(args, pair).split(",")
+            models = (PAIRS[pair][0], target, optimizer)
+            tokens = args.skill_tokens or PAIRS[pair][3]
+            skill = Path(tmp) / f"{pair}-skill.md"
+            skill.write_text(house_skill(tokens))
             outcomes = {
-                k: train(PAIRS[pair], m, size, skill, Path(tmp) / f"{pair}-{k}.db")
+                k: train(models, m, size, skill, Path(tmp) / f"{pair}-{k}.db")
                 for k, m in runs.items()
             }
             print(
-                f"\n{pair}: target {target}, optimizer {optimizer}; "
+                f"\n{pair}: target {target}, optimizer {optimizer}, skill of {tokens:,} tokens; "
                 f"runs {', '.join(f'{k} {o.seconds:.0f} s' for k, o in outcomes.items())}"
             )
-            print("\n".join(table(pair, outcomes, {k: f"({k})" for k in runs})))
+            print("\n".join(table(outcomes, LABELS)))
             a, b, c = (outcomes[k].total.usd for k in ("a", "b", "c"))
             b4 = outcomes["b4"].total.usd
             same = outcomes["a"].verdicts == outcomes["c"].verdicts
@@ -466,6 +494,7 @@ def main() -> int:
                 failures.append(f"{pair}: (c) is {vs_b:.1%} of (b), over {FLOOR_TODAY:.0%}")
             report["pairs"][pair] = {
                 "target": target,
+                "skill_tokens": tokens,
                 "optimizer": optimizer,
                 "runs": {
                     k: {
