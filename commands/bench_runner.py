@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from skillopt.commands.files import read_text
 
 if TYPE_CHECKING:  # imported when a bench runs: `skillopt --help` stays quick
     from skillopt.adapters.environments.closed_loop import ClosedLoopEnvironment, Episode
+    from skillopt.commands.executors import Executor
     from skillopt.ledger.events import StoredEvent
     from skillopt.ledger.ledger import Ledger
     from skillopt.machine.config.schema import SkilloptConfig
@@ -278,9 +278,12 @@ def run_bench(
     limit: int | None,
     db: str,
     name: str | None,
+    executor: str = "local",
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Record the plan (or find the bench that has it), run what is not recorded yet (the
-    first `limit` tasks only, if given) and return the bench's report data."""
+    first `limit` tasks only, if given; on `executor`, `workers` at a time) and return the
+    bench's report data."""
     from skillopt.commands.version import skillopt_version
     from skillopt.ledger.ledger import Ledger
     from skillopt.machine.core.canonical import canonical_json, sha256_text
@@ -308,10 +311,40 @@ def run_bench(
     ledger = Ledger.open(db, create=True)
     try:
         run_id = _open_or_create(ledger, name, planned, identity, arms)
-        _work(ledger, run_id, arms, plan, limit)
+        runner = _executor(executor, arms, ledger, run_id)
+        try:
+            _work(ledger, run_id, arms, plan, limit, runner, workers)
+        finally:
+            runner.close()
         return bench_report(ledger, run_id)
     finally:
         ledger.close()
+
+
+def _executor(kind: str, arms: list[Arm], ledger: Ledger, run_id: str) -> Executor:
+    """Threads of this process, or Ray tasks (`--executor ray`: the first config's `ray`
+    settings; every config's target key variable reaches the workers)."""
+    from skillopt.commands.bench_units import BenchPort, BenchRecipe
+    from skillopt.commands.context import role_settings
+    from skillopt.commands.journal import LedgerCalls
+
+    calls = LedgerCalls(ledger)
+    if kind != "ray":
+        from skillopt.commands.executors.local import LocalExecutor
+
+        return LocalExecutor(
+            BenchPort([a.env for a in arms], [a.model for a in arms], calls, run_id)
+        )
+    from skillopt.commands.executors.on_ray import RayExecutor
+
+    first = arms[0].config
+    names = [a.config.models.target.api_key_env for a in arms]
+    env_vars = list(dict.fromkeys([*first.ray.env_vars, *(n for n in names if n)]))
+    config = first.model_copy(update={"ray": first.ray.model_copy(update={"env_vars": env_vars})})
+    recipe = BenchRecipe(
+        tuple(a.env for a in arms), tuple(role_settings(a.config, "target") for a in arms), run_id
+    )
+    return RayExecutor(config, recipe, calls)
 
 
 def _warnings(arms: list[Arm]) -> list[str]:
@@ -448,13 +481,19 @@ def _recorded(
 
 
 def _work(
-    ledger: Ledger, run_id: str, arms: list[Arm], plan: list[Item], limit: int | None
+    ledger: Ledger,
+    run_id: str,
+    arms: list[Arm],
+    plan: list[Item],
+    limit: int | None,
+    executor: Executor,
+    workers: int,
 ) -> None:
-    """Run every (task, config) of the plan not recorded yet, one event per finished task."""
+    """Run every (task, config) of the plan not recorded yet on the executor, at most
+    `workers` at a time; one event per finished task, in the plan's order."""
+    from skillopt.commands.bench_units import BenchJob, solve_unit
     from skillopt.commands.clock import utc_now
-    from skillopt.commands.journal import JournaledModel, LedgerCalls
-    from skillopt.ledger.errors import ConflictError
-    from skillopt.machine.core.events import BenchCompleted, BenchTask
+    from skillopt.machine.core.events import BenchCompleted
     from skillopt.machine.reports.bench import plan_keys, totals
 
     started, tasks, completed, stored = _recorded(ledger, run_id)
@@ -466,24 +505,48 @@ def _work(
     todo = [k for k in plan_keys(started) if k not in done and k[1] in allowed]
     items = [{i.id: i for s in SPLITS for i in a.env.items(s)} for a in arms]  # type: ignore[arg-type]
     total = len(plan_keys(started))
-    for n, (arm_index, task_id) in enumerate(todo, start=len(done) + 1):
-        arm = arms[arm_index]
-        if arm.model is None:
-            raise RuntimeError("bench: make_models runs before any task")
-        item = items[arm_index][task_id]
-        model = JournaledModel(
-            arm.model, LedgerCalls(ledger), run_id, "target", 0, "bench", f"{arm_index}:{task_id}", utc_now,
-        )  # fmt: skip
-        start = time.monotonic()
+    units = [(arm_index, items[arm_index][task_id]) for arm_index, task_id in todo]
+    job = BenchJob(tuple(a.skill for a in arms))
+    results = executor.ordered(solve_unit, job, units, workers)  # type: ignore[arg-type]
+    try:
+        _record_tasks(ledger, run_id, arms, items, todo, len(done), total, results, seq, tasks)
+    finally:
+        getattr(results, "close", lambda: None)()  # units not started are dropped
+    if len(tasks) == len(plan_keys(started)):
+        seq = len(ledger.read(run_id))
+        ledger.append(run_id, seq, [BenchCompleted(totals=totals(started, tasks))], utc_now())
+
+
+def _record_tasks(
+    ledger: Ledger,
+    run_id: str,
+    arms: list[Arm],
+    items: list[dict[str, Item]],
+    todo: list[tuple[int, str]],
+    done: int,
+    total: int,
+    results: Any,
+    seq: int,
+    tasks: list[Any],
+) -> None:
+    """Append one bench.task per finished unit, in the plan's order (`tasks` grows)."""
+    from skillopt.commands.clock import utc_now
+    from skillopt.commands.executors import ExecutorLost
+    from skillopt.ledger.errors import ConflictError
+    from skillopt.machine.core.events import BenchTask
+
+    for n, (arm_index, task_id) in enumerate(todo, start=done + 1):
+        arm, item = arms[arm_index], items[arm_index][task_id]
         try:
-            episode = arm.env.solve(item, arm.skill, model)
+            episode, call_ids, wall = next(results)
+        except ExecutorLost:
+            raise
         except Exception as exc:
             raise RunFailed(
                 f"bench stopped at task {task_id} ({arm.label}): {type(exc).__name__}: {exc}; "
                 f"the {n - 1} task runs recorded are kept, the same command continues"
             ) from exc
-        wall = time.monotonic() - start
-        attempts, texts = _attempt_records(episode, model.call_ids)
+        attempts, texts = _attempt_records(episode, call_ids)
         trajectory = arm.env.trajectory(item, episode)
         (trajectory_hash,) = ledger.put_blobs([trajectory])
         ledger.put_blobs(texts)
@@ -511,8 +574,6 @@ def _work(
             f"[{n}/{total}] {task_id} ({arm.label}): {episode.outcome} after "
             f"{len(episode.attempts)} attempt(s), {wall:.2f}s\n"
         )
-    if len(tasks) == len(plan_keys(started)):
-        ledger.append(run_id, seq, [BenchCompleted(totals=totals(started, tasks))], utc_now())
 
 
 def bench_report(ledger: Ledger, run_id: str) -> dict[str, Any]:

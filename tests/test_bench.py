@@ -149,7 +149,22 @@ def test_identical_benches_write_identical_events(cli: Cli, tmp_path: Path) -> N
     assert name.startswith("bench-")  # derived from the plan: the same command resumes it
 
 
-def test_two_configs_compare_two_models(cli: Cli, tmp_path: Path) -> None:
+def test_task_runs_side_by_side_record_the_same_bench(cli: Cli, tmp_path: Path) -> None:
+    """--workers N runs tasks at once; the driver appends them in the plan's order."""
+    sloppy = _sloppy_config(tmp_path)
+    args = ["--config", str(CLOSED_LOOP), "--config", str(sloppy), *tasks(*FOUR)]
+    one, four = tmp_path / "one.db", tmp_path / "four.db"
+    bench(cli, one, *args)
+    res = bench(cli, four, *args, "--workers", "4")
+    assert event_rows(one) == event_rows(four)
+    assert calls(one) == calls(four)
+    progress = [line for line in res.err.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in progress] == [f"[{n}/8" for n in range(1, 9)]
+    for bad in (["--workers", "0"], ["--executor", "spark"]):
+        one_line_error(cli("bench", "closed-loop", "--db", str(one), *args, *bad), bad[0])
+
+
+def _sloppy_config(tmp_path: Path) -> Path:
     sloppy = tmp_path / "sloppy.yaml"
     text = CLOSED_LOOP.read_text().replace("../skills/", f"{ROOT}/skills/")
     text = text.replace(
@@ -158,6 +173,11 @@ def test_two_configs_compare_two_models(cli: Cli, tmp_path: Path) -> None:
     )
     assert "offline-sloppy" in text
     sloppy.write_text(text)
+    return sloppy
+
+
+def test_two_configs_compare_two_models(cli: Cli, tmp_path: Path) -> None:
+    sloppy = _sloppy_config(tmp_path)
     db = tmp_path / "runs.db"
     args = ["--config", str(CLOSED_LOOP), "--config", str(sloppy), *tasks(*ARITHMETIC)]
     data = bench(cli, db, *args, "--retry-cap", "2", "--json").json()

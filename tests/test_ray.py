@@ -294,3 +294,20 @@ def test_a_cluster_that_does_not_answer_stops_the_run_in_one_line(cli: Cli, tmp_
     assert "ray.address 127.0.0.1:9: no Ray cluster answers there" in err
     assert count_events(db, "stage.failed") == 0  # not the stage's failure: a rerun resumes
     assert count_events(db, "dataset.loaded") == 1
+
+
+def test_a_bench_on_ray_records_the_local_bench(cluster: str, cli: Cli, tmp_path: Path) -> None:
+    """`bench closed-loop --executor ray`: each task run is a Ray task (the environments as
+    the driver made them, the calls journaled through the driver); the same events and calls
+    as the bench run here, in the plan's order."""
+    from tests.test_bench import CLOSED_LOOP, FOUR, _sloppy_config, calls, tasks
+
+    args = ["--config", str(CLOSED_LOOP), "--config", str(_sloppy_config(tmp_path)), *tasks(*FOUR)]
+    here, there = tmp_path / "here.db", tmp_path / "ray.db"
+    assert cli("bench", "closed-loop", "--db", str(here), *args).code == 0
+    res = cli(
+        "bench", "closed-loop", "--db", str(there), *args, "--executor", "ray", "--workers", "2"
+    )
+    assert res.code == 0, res.err
+    assert ledger(here) == ledger(there)
+    assert calls(here) == calls(there)

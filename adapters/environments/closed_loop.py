@@ -337,6 +337,14 @@ class _ResultCache:
             while len(self.data) > self.size:
                 self.data.popitem(last=False)
 
+    # An environment sent to another process (a Ray worker) takes the cache's size, not its
+    # results or its lock: a cache is per process.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"size": self.size}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.size, self.data, self.lock = state["size"], OrderedDict(), threading.Lock()
+
 
 class ClosedLoopEnvironment:
     name = "closed_loop"

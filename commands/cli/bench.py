@@ -95,6 +95,22 @@ def closed_loop(
         list[str] | None,
         typer.Option("--set", help="Override a key of every config: --set key.path=value."),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Task runs at a time. Default 1: each task's wall time is measured alone; more "
+            "share the cores (the events are the same either way).",
+        ),
+    ] = 1,
+    executor: Annotated[
+        str,
+        typer.Option(
+            "--executor",
+            help="local (threads here) or ray (Ray tasks, as train.executor: the first "
+            "config's ray settings; pip install 'skillopt[ray]').",
+        ),
+    ] = "local",
 ) -> None:
     """Run closed-loop code tasks with the target model of each config (or each --model) and
     report the seed's per-task economics (tokens, repair tokens by turn, attempts, wall time,
@@ -108,6 +124,7 @@ def closed_loop(
     from skillopt.machine.config.prices import resolve_shorthands
 
     splits = _check_options(tasks, split, limit, retry_cap, output)
+    _check_executor(executor, workers)
     try:
         models = resolve_shorthands(list(model or []))
     except ValueError as exc:
@@ -127,7 +144,7 @@ def closed_loop(
         _print_tasks(plan[:limit], json_)
         return
     try:
-        data = run_bench(arms, plan, source, limit, db, name)
+        data = run_bench(arms, plan, source, limit, db, name, executor, workers)
     except KeyboardInterrupt:  # said here: cli_errors's message names `skillopt run`
         sys.stderr.write(
             "interrupted: every task recorded so far is kept; the same command (with --name) "
@@ -135,6 +152,17 @@ def closed_loop(
         )
         raise typer.Exit(130) from None
     _print_report(data, json_, output)
+
+
+def _check_executor(executor: str, workers: int) -> None:
+    from skillopt.commands.executors import RAY_EXTRA, ray_missing
+
+    if executor not in ("local", "ray"):
+        raise InputError(f"--executor {executor}: must be local or ray")
+    if not 1 <= workers <= 1024:
+        raise InputError(f"--workers {workers}: must be between 1 and 1024")
+    if executor == "ray" and ray_missing():
+        raise InputError(f"--executor ray, but Ray is not installed: {RAY_EXTRA}")
 
 
 def _check_options(
