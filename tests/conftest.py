@@ -76,15 +76,16 @@ class Result:
 Cli = Callable[..., Result]
 
 
+def invoke(*args: str) -> Result:
+    """The real typer app in-process (freezegun reaches its clock); module-scoped fixtures
+    call it directly, tests take the `cli` fixture."""
+    res = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return Result(res.exit_code, res.stdout, res.stderr)
+
+
 @pytest.fixture
 def cli() -> Cli:
     """Invoke the real typer app in-process (freezegun reaches its clock)."""
-
-    def invoke(*args: str) -> Result:
-        runner = CliRunner()
-        res = runner.invoke(app, list(args), catch_exceptions=False)
-        return Result(res.exit_code, res.stdout, res.stderr)
-
     return invoke
 
 

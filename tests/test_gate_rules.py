@@ -323,14 +323,7 @@ def _run(cli: Cli, db: Path, *extra: str) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from typer.testing import CliRunner
-
-    from skillopt.commands.cli import app
-    from tests.conftest import Result
-
-    def cli(*args: str) -> Result:
-        res = CliRunner().invoke(app, list(args), catch_exceptions=False)
-        return Result(res.exit_code, res.stdout, res.stderr)
+    from tests.conftest import invoke as cli
 
     d = tmp_path_factory.mktemp("gates")
     full = _run(cli, d / "full.db", *sets("evaluation.early_reject=false"))  # on by default

@@ -97,14 +97,7 @@ def _differences(early: list[Event], full: list[Event]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, tuple[list[Event], list[Event]]]:
-    from typer.testing import CliRunner
-
-    from skillopt.commands.cli import app
-    from tests.conftest import Result
-
-    def cli(*args: str) -> Result:
-        res = CliRunner().invoke(app, list(args), catch_exceptions=False)
-        return Result(res.exit_code, res.stdout, res.stderr)
+    from tests.conftest import invoke as cli
 
     d = tmp_path_factory.mktemp("neutral")
     out = {}

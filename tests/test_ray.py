@@ -24,7 +24,16 @@ from typing import Any
 import pytest
 import ray
 
-from tests.conftest import EXAMPLE, ROOT, SMALL, Cli, count_events, sets, skillopt_process
+from tests.conftest import (
+    EXAMPLE,
+    ROOT,
+    SMALL,
+    Cli,
+    count_events,
+    sets,
+    skillopt_process,
+    without_call_ids,
+)
 from tests.fakes import FakeProvider
 
 EXECUTION_KEYS = ("executor", "workers")  # train.* keys that only say how the units run
@@ -46,23 +55,13 @@ def ledger(db: Path) -> list[tuple[str, int, Any]]:
         rows = conn.execute("SELECT type, version, payload FROM events ORDER BY seq").fetchall()
     out = []
     for type_, version, payload in rows:
-        data = _without_call_ids(json.loads(payload))
+        data = without_call_ids(json.loads(payload))
         if type_ == "run.created":
             train = data["config"].get("train", {})
             data["config"]["train"] = {k: v for k, v in train.items() if k not in EXECUTION_KEYS}
             data["config"].pop("ray", None)
         out.append((type_, version, data))
     return out
-
-
-def _without_call_ids(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {
-            k: _without_call_ids(v) for k, v in value.items() if k not in ("call_id", "call_ids")
-        }
-    if isinstance(value, list):
-        return [_without_call_ids(v) for v in value]
-    return value
 
 
 def journal(db: Path) -> list[tuple[Any, ...]]:

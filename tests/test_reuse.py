@@ -48,14 +48,7 @@ def _run(cli: Cli, db: Path, *extra: str) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    from typer.testing import CliRunner
-
-    from skillopt.commands.cli import app
-    from tests.conftest import Result
-
-    def cli(*args: str) -> Result:
-        res = CliRunner().invoke(app, list(args), catch_exceptions=False)
-        return Result(res.exit_code, res.stdout, res.stderr)
+    from tests.conftest import invoke as cli
 
     d = tmp_path_factory.mktemp("reuse")
     # the demo config as it ships: slow update and meta skill on, so epoch 2 ends in a review
