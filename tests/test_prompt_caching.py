@@ -139,6 +139,11 @@ def test_anthropic_breakpoints_put_the_skill_in_the_cached_prefix(
         f"| reflect | {reflect['calls']} | {reflect['input']} | {reflect['cached_share']:.1%} |"
         in md
     )
+    html = cli("report", "--db", str(db), "--html").out  # the same columns
+    model_calls = html[html.index("<h2>Model calls</h2>") :]
+    for column in ("cached share", "cache writes", "saved by the cache"):
+        assert f"<th>{column}</th>" in model_calls, column
+    assert f">{reflect['cached_share']:.1%}<" in model_calls
 
 
 def test_a_skill_under_the_models_minimum_is_said_once_with_the_tokens_missing(

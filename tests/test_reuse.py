@@ -207,3 +207,11 @@ def test_the_report_counts_reused_rollouts(cli: Cli, runs: tuple[Path, Path]) ->
     assert f"review {n}." in md
     assert "reused" not in cli("report", "--db", str(off), "--json").json()  # none: no key
     assert "Reused rollouts" not in cli("report", "--db", str(off), "--md").out
+
+
+def test_the_html_report_counts_reused_rollouts_too(cli: Cli, runs: tuple[Path, Path]) -> None:
+    on, off = runs
+    n = sum(1 for _, p in _rollouts(on, "review") if "reuse_of" in p)
+    assert "<b>Reused rollouts</b>" in cli("report", "--db", str(on), "--html").out
+    assert f"review {n}.</p>" in cli("report", "--db", str(on), "--html").out
+    assert "Reused rollouts" not in cli("report", "--db", str(off), "--html").out

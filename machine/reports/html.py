@@ -240,20 +240,28 @@ def render_html(report: Mapping[str, Any], texts: Mapping[str, str]) -> str:
         rows = [[_ident(kind), *(Num(c) for c in rest)] for kind, *rest in cells]
         parts += ["<h2>Test split (hard score by task type)</h2>", _table(head, rows)]
     if report["tokens"]:
-        rows = [
-            [
-                _ident(k),
-                _num(v["calls"]),
-                _num(v["input"]),
-                _num(v["output"]),
-                _num(v["cost"]),
-            ]
-            for k, v in report["tokens"].items()
-        ]
-        parts += [
-            "<h2>Model calls</h2>",
-            _table(["stage", "calls", "input tokens", "output tokens", "cost"], rows),
-        ]
+        # the cache columns where the markdown report has them (a run that touched the cache)
+        caching = any("cached_share" in v for v in report["tokens"].values())
+        head = ["stage", "calls", "input tokens", "output tokens", "cost"]
+        if caching:
+            head[3:3] = ["cached share", "cache writes"]
+            head.append("saved by the cache")
+        rows = []
+        for k, v in report["tokens"].items():
+            row: list[Cell] = [_ident(k), _num(v["calls"]), _num(v["input"])]
+            if caching:
+                row += [Num(f"{v['cached_share']:.1%}"), _num(v["written"])]
+            row += [_num(v["output"]), _num(v["cost"])]
+            if caching:
+                row.append(_num(v["saved"]))
+            rows.append(row)
+        parts += ["<h2>Model calls</h2>", _table(head, rows)]
+    if report.get("reused"):
+        counts = ", ".join(f"{escape(phase)} {n}" for phase, n in report["reused"].items())
+        parts.append(
+            f"<p><b>Reused rollouts</b> (a recorded rollout of the same skill on the same item, "
+            f"no model call; <code>evaluation.reuse_rollouts</code>): {counts}.</p>"
+        )
     if report.get("unusable"):
         counts = ", ".join(f"{escape(stage)} {n}" for stage, n in report["unusable"].items())
         parts.append(
