@@ -91,3 +91,25 @@ def test_a_ledger_removed_mid_run_stops_the_run(cli: Cli, tmp_path: Path) -> Non
     assert proc.returncode == 1, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and str(db) in lines[0] and "Traceback" not in err, err
+
+
+def test_the_cli_module_takes_the_same_signal_policy(cli: Cli, tmp_path: Path) -> None:
+    """`python -m skillopt.commands.cli` goes through the same entry point."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    db = tmp_path / "m.db"
+    assert cli("init", str(EXAMPLE), "--db", str(db), "--name", "r", *SMALL, *SLOW).code == 0
+    args = [sys.executable, "-m", "skillopt.commands.cli", "run", "--db", str(db)]
+    proc = subprocess.Popen(
+        args, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while last_seq(db) < 5:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()  # type: ignore[union-attr]
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err.strip().splitlines()) == (143, [f"terminated: {KEPT}"]), err

@@ -1,8 +1,8 @@
-"""`python -m skillopt.commands.cli ARGS`: the CLI itself. The `skillopt` command and
-`python -m skillopt` go through commands/entry.py, which also handles SIGTERM and signals that
-land while the CLI is being imported."""
+"""`python -m skillopt.commands.cli ARGS`: the same as `python -m skillopt ARGS`, which goes
+through commands/entry.py (SIGINT and SIGTERM end it with one line and exit 130 / 143). Run
+by name, not imported: the entry point imports this package, never the other way round."""
 
-from skillopt.commands.cli import main
+import runpy
 
 if __name__ == "__main__":
-    main()
+    runpy.run_module("skillopt", run_name="__main__", alter_sys=True)
