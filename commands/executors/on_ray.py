@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -66,6 +67,7 @@ class RayExecutor:
         self.service: JournalService | None = None
         self.serial = 0
         self.reruns = 0  # runs of units past their first (a worker died under them)
+        self.watch: ClusterWatch | None = None
 
     @property
     def where(self) -> str:
@@ -89,6 +91,8 @@ class RayExecutor:
                     f"{_first_line(exc)}; nothing was recorded"
                 ) from None
             self.owned = True
+        self.watch = ClusterWatch(ray.get_runtime_context().gcs_address, self.where)
+        self.watch.start()
         self.broker = ray.remote(num_cpus=0)(CallBroker).remote()
         self.recipe_ref = ray.put(self.recipe)
         options = {
@@ -163,6 +167,9 @@ class RayExecutor:
             ) from None
 
     def close(self) -> None:
+        if self.watch is not None:  # before a local instance this process owns goes down
+            self.watch.stop()
+            self.watch = None
         if self.service is not None:
             self.service.stop()
             self.service = None
@@ -171,6 +178,41 @@ class RayExecutor:
         if self.owned:
             ray.shutdown()
             self.owned = False
+
+
+class ClusterWatch(threading.Thread):
+    """Ray ends a driver whose cluster is gone on its own, a minute later, with log lines of
+    its own. The watch says it first, in our one line, and ends the process: every event and
+    journaled call is committed in a transaction of its own, so nothing is left half-written
+    and `skillopt run` resumes once the cluster is back. It knocks on the cluster's GCS port
+    every `period` seconds; `misses` knocks in a row unanswered mean the cluster is lost."""
+
+    def __init__(self, gcs_address: str, where: str, period: float = 2.0, misses: int = 3) -> None:
+        super().__init__(name="skillopt-ray-watch", daemon=True)
+        host, _, port = gcs_address.rpartition(":")
+        self.target = (host, int(port))
+        self.where, self.period, self.misses = where, period, misses
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        missed = 0
+        while not self.stopped.wait(self.period):
+            try:
+                socket.create_connection(self.target, timeout=self.period).close()
+                missed = 0
+            except OSError:
+                missed += 1
+            if missed >= self.misses and not self.stopped.is_set():
+                sys.stderr.write(
+                    f"failed: ray: lost the cluster at {self.where} (its GCS at "
+                    f"{self.target[0]}:{self.target[1]} stopped answering); the units recorded "
+                    "so far are kept: start the cluster again and run again to resume\n"
+                )
+                sys.stderr.flush()
+                os._exit(1)
+
+    def stop(self) -> None:
+        self.stopped.set()
 
 
 def _reachable(address: str) -> None:
