@@ -10,3 +10,8 @@ Clock = Callable[[], str]
 
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def stamp_seconds(stamp: str) -> float:
+    """A recorded time (as utc_now writes it) in seconds since the epoch."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

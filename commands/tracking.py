@@ -13,10 +13,10 @@ from __future__ import annotations
 import logging
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from skillopt.commands.clock import stamp_seconds
 from skillopt.commands.errors import InputError
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def client(uri: str) -> Any:
 
 
 def _ms(stamp: str) -> int:
-    return int(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
+    return int(stamp_seconds(stamp) * 1000)
 
 
 def _artifact_root(uri: str) -> str | None:

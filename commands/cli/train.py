@@ -114,6 +114,7 @@ def run_cmd(
     from rich.console import Console  # imported here: commands without progress stay fast
 
     from skillopt.commands.api import run_to_end
+    from skillopt.commands.clock import stamp_seconds
     from skillopt.commands.context import Progress
     from skillopt.commands.progress import RichProgress
     from skillopt.commands.runner import StageResult, load_state
@@ -126,14 +127,17 @@ def run_cmd(
         state = _set_budget(ledger, row.id, state, max_usd, max_tokens)
     tty = sys.stdout.isatty() and not json_
     console = Console(highlight=False)
-    stamps = ledger.stamps(row.id, STEP_BOUNDARIES)  # the ETA: from recorded step times
+    # the ETA: from the recorded times of the steps' ends
+    times = [stamp_seconds(t) for t in ledger.stamps(row.id, STEP_BOUNDARIES)]
 
     def shown(result: StageResult) -> None:
-        stamps.extend(e.recorded_at for e in result.appended if e.type in STEP_BOUNDARIES)
+        times.extend(
+            stamp_seconds(e.recorded_at) for e in result.appended if e.type in STEP_BOUNDARIES
+        )
         if json_ or quiet:
             return
         s = result.state
-        eta = eta_seconds(stamps, s.total_steps - s.steps_completed)
+        eta = eta_seconds(times, s.total_steps - s.steps_completed)
         step = getattr(result.command, "step", None)
         events = [e.event() for e in result.appended]
         line = progress_line(s, result.command.stage, step, events, eta)

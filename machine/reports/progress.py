@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from datetime import datetime
 
 from skillopt.machine.core import events as ev
 from skillopt.machine.core.state import TrainerState
@@ -48,15 +47,15 @@ def _what(stage: str, appended: Sequence[ev.Event]) -> str:
 STEP_BOUNDARIES = ("baseline.evaluated", "step.completed")  # when step 1 begins; each step ends
 
 
-def eta_seconds(stamps: Sequence[str], steps_left: int) -> float | None:
-    """The time left, from the recorded times of STEP_BOUNDARIES events (oldest first): the
-    median of the last ten steps' durations times the steps left. Recorded, so a resumed run
-    has an ETA from its first line; the median, so a pause (a run stopped for a night, then
-    resumed) does not stretch it. None before a step has ended."""
-    if steps_left <= 0 or len(stamps) < 2:
+def eta_seconds(times: Sequence[float], steps_left: int) -> float | None:
+    """The time left, from the recorded times (seconds) of STEP_BOUNDARIES events, oldest
+    first: the median of the last ten steps' durations times the steps left. Recorded, so a
+    resumed run has an ETA from its first line; the median, so a pause (a run stopped for a
+    night, then resumed) does not stretch it. None before a step has ended."""
+    if steps_left <= 0 or len(times) < 2:
         return None
-    times = [datetime.fromisoformat(s.replace("Z", "+00:00")) for s in stamps[-11:]]
-    durations = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    last = times[-11:]
+    durations = [b - a for a, b in zip(last, last[1:], strict=False)]
     return max(0.0, statistics.median(durations)) * steps_left
 
 
