@@ -40,19 +40,28 @@ class ReadOnlyAccess:
     note: str | None
 
 
+def _opens(uri: str) -> bool:
+    """Whether SQLite reads the ledger through `uri`: `mode=ro` needs the WAL index, a `-shm`
+    beside the file or the right to make one (the probe's answer decides the way in)."""
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return True
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
 def read_only_access(path: Path, shown: str) -> ReadOnlyAccess:
     """`mode=ro` where SQLite can use the WAL index; else `immutable=1` (see the module)."""
     base = path.resolve().as_uri()
     read_only = f"{base}?mode=ro"
-    try:
-        conn = sqlite3.connect(read_only, uri=True)
-        try:
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            return ReadOnlyAccess(read_only, None)
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        pass  # no -shm and none can be made here: the file as it is
+    if _opens(read_only):
+        return ReadOnlyAccess(read_only, None)
     wal = path.with_name(path.name + "-wal")
     note = None
     if wal.exists() and wal.stat().st_size > 0:

@@ -173,7 +173,9 @@ class RayExecutor:
         if self.service is not None:
             self.service.stop()
             self.service = None
-            with contextlib.suppress(Exception):  # the cluster may be gone already
+            # A cluster already gone is what the run has said in its own line; the broker
+            # goes with it (and with the job in any case).
+            with contextlib.suppress(rx.RayError, ConnectionError):
                 ray.kill(self.broker)
         if self.owned:
             ray.shutdown()
