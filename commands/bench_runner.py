@@ -509,11 +509,12 @@ def _work(
     job = BenchJob(tuple(a.skill for a in arms))
     results = executor.ordered(solve_unit, job, units, workers)  # type: ignore[arg-type]
     try:
-        _record_tasks(ledger, run_id, arms, items, todo, len(done), total, results, seq, tasks)
+        seq = _record_tasks(
+            ledger, run_id, arms, items, todo, len(done), total, results, seq, tasks
+        )
     finally:
         getattr(results, "close", lambda: None)()  # units not started are dropped
     if len(tasks) == len(plan_keys(started)):
-        seq = len(ledger.read(run_id))
         ledger.append(run_id, seq, [BenchCompleted(totals=totals(started, tasks))], utc_now())
 
 
@@ -528,8 +529,9 @@ def _record_tasks(
     results: Any,
     seq: int,
     tasks: list[Any],
-) -> None:
-    """Append one bench.task per finished unit, in the plan's order (`tasks` grows)."""
+) -> int:
+    """Append one bench.task per finished unit, in the plan's order (`tasks` grows); the seq
+    of the run's last event."""
     from skillopt.commands.clock import utc_now
     from skillopt.commands.executors import ExecutorLost
     from skillopt.ledger.errors import ConflictError
@@ -574,6 +576,7 @@ def _record_tasks(
             f"[{n}/{total}] {task_id} ({arm.label}): {episode.outcome} after "
             f"{len(episode.attempts)} attempt(s), {wall:.2f}s\n"
         )
+    return seq
 
 
 def bench_report(ledger: Ledger, run_id: str) -> dict[str, Any]:
